@@ -1,0 +1,39 @@
+# One Makefile, two promises: `make run` does the main job and `make check`
+# runs everything CI runs. Both create .venv on first use (and refresh it when
+# pyproject.toml changes), so a fresh clone needs nothing but python3 >= 3.11.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run check lint types test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+## The main job: for now, list the kernel types this machine offers.
+run: $(STAMP)
+	$(BIN)/kernelyard kernelspecs
+
+## Everything CI runs: lint, types, tests with coverage.
+check: lint types test
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+types: $(STAMP)
+	$(BIN)/mypy src
+
+test: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

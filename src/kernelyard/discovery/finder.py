@@ -1,0 +1,113 @@
+"""KernelFinder: every kernel type from every provider, by type id.
+
+A type id is ``provider/name`` (``spec/python3``, ``pyimport/ipykernel``). A
+bare name is looked up in the kernelspec provider, so ``python3`` means
+``spec/python3``, as Jupyter users expect; listings show kernelspec kernels
+under their bare names for the same reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from importlib.metadata import entry_points
+
+from kernelyard.discovery.kernelspec import KernelSpec
+from kernelyard.discovery.providers import KernelProvider, KernelSpecProvider, PythonEnvProvider
+from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
+
+__all__ = ["ENTRY_POINT_GROUP", "KernelFinder", "load_entry_point_providers"]
+
+log = logging.getLogger(__name__)
+
+#: The entry-point group third-party providers register in.
+ENTRY_POINT_GROUP = "kernelyard.providers"
+SPEC_PROVIDER_ID = KernelSpecProvider.id
+
+
+def load_entry_point_providers(group: str = ENTRY_POINT_GROUP) -> Iterator[KernelProvider]:
+    """Instantiate every provider in ``group``; one that fails to load is logged and skipped.
+
+    The entry point's name becomes the provider's ``id``.
+    """
+    for ep in entry_points(group=group):
+        try:
+            provider = ep.load()()
+        except Exception:
+            log.warning("kernel provider %r (%s) failed to load", ep.name, ep.value, exc_info=True)
+            continue
+        if not isinstance(provider, KernelProvider):
+            log.warning("kernel provider %r (%s) is not a KernelProvider", ep.name, ep.value)
+            continue
+        provider.id = ep.name
+        yield provider
+
+
+class KernelFinder:
+    """Finds kernel types across providers; the first provider with a given id wins."""
+
+    def __init__(self, providers: Iterable[KernelProvider]) -> None:
+        self.providers: dict[str, KernelProvider] = {}
+        for provider in providers:
+            if provider.id in self.providers:
+                log.warning("ignoring a second kernel provider with id %r", provider.id)
+                continue
+            if "/" in provider.id or not provider.id:
+                log.warning("ignoring kernel provider with invalid id %r", provider.id)
+                continue
+            self.providers[provider.id] = provider
+
+    @classmethod
+    def default(cls) -> KernelFinder:
+        """The built-in providers plus every provider registered as an entry point."""
+        builtin: list[KernelProvider] = [KernelSpecProvider(), PythonEnvProvider()]
+        ours = {type(p) for p in builtin}
+        plugins = [p for p in load_entry_point_providers() if type(p) not in ours]
+        return cls([*builtin, *plugins])
+
+    @staticmethod
+    def display_id(provider_id: str, name: str) -> str:
+        """The id a listing shows: bare for kernelspecs, ``provider/name`` otherwise."""
+        return name if provider_id == SPEC_PROVIDER_ID else f"{provider_id}/{name}"
+
+    def find_kernels(self) -> Iterator[tuple[str, KernelSpec]]:
+        """Yield ``(type_id, spec)`` for every kernel type, provider by provider."""
+        for provider_id, provider in self.providers.items():
+            try:
+                kernels = list(provider.find_kernels())
+            except Exception:
+                log.warning("kernel provider %r failed to list kernels", provider_id, exc_info=True)
+                continue
+            for name, spec in kernels:
+                yield self.display_id(provider_id, name), spec
+
+    def default_type_id(self, preferred: Iterable[str] = ("python3",)) -> str | None:
+        """The first of ``preferred`` that exists, else the first kernel listed, else None."""
+        listed = [type_id for type_id, _ in self.find_kernels()]
+        for type_id in preferred:
+            if type_id in listed:
+                return type_id
+        return listed[0] if listed else None
+
+    def get_spec(self, type_id: str) -> KernelSpec:
+        """The spec of ``type_id`` (``provider/name`` or a bare kernelspec name).
+
+        Raises NoSuchKernelSpec for an unknown provider or name, and
+        KernelSpecError for a broken or invalid one.
+        """
+        provider_id, sep, name = type_id.partition("/")
+        if not sep:
+            provider_id, name = SPEC_PROVIDER_ID, type_id
+        provider = self.providers.get(provider_id)
+        if provider is None or not name:
+            raise NoSuchKernelSpec(type_id)
+        try:
+            return provider.get_spec(name)
+        except NoSuchKernelSpec:
+            raise NoSuchKernelSpec(type_id) from None
+        except KernelSpecError:
+            raise
+        except Exception as exc:
+            raise KernelSpecError(
+                f"kernel provider {provider_id!r} failed for {name!r}: {exc}", name=type_id
+            ) from exc

@@ -1,0 +1,151 @@
+"""The KernelSpec model: how to start one kind of kernel.
+
+A kernelspec is a directory holding ``kernel.json`` and optional resources
+(logos, ``kernel.js``, ``kernel.css``). Its name is the directory's name,
+lowercased: names are ASCII letters, digits, ``-``, ``.`` and ``_``, and match
+case-insensitively, as in jupyter_client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from kernelyard.errors import KernelSpecError
+
+__all__ = [
+    "KernelSpec",
+    "check_kernel_name",
+    "kernelspec_model",
+    "load_kernelspec",
+    "normalize_kernel_name",
+]
+
+InterruptMode = Literal["signal", "message"]
+
+_NAME = re.compile(r"^[a-z0-9._\-]+$", re.IGNORECASE)
+_NAME_RULE = "kernel names are ASCII letters, digits, '-', '.' and '_'"
+
+
+def check_kernel_name(name: str) -> None:
+    """Raise KernelSpecError unless ``name`` is a valid kernelspec name."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise KernelSpecError(f"invalid kernel name {name!r}: {_NAME_RULE}", name=str(name))
+
+
+def normalize_kernel_name(name: str) -> str:
+    """The canonical (lowercase) form of a valid name; invalid names raise KernelSpecError."""
+    check_kernel_name(name)
+    return name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSpec:
+    """One kernel type: the command that starts it and how to talk to it."""
+
+    name: str
+    argv: tuple[str, ...]
+    display_name: str = ""
+    language: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    interrupt_mode: InterruptMode = "signal"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kernel_protocol_version: str = ""
+    resource_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""
+        return {
+            "argv": list(self.argv),
+            "env": dict(self.env),
+            "display_name": self.display_name,
+            "language": self.language,
+            "interrupt_mode": self.interrupt_mode,
+            "metadata": dict(self.metadata),
+            "kernel_protocol_version": self.kernel_protocol_version,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, name: str, data: Mapping[str, Any], *, resource_dir: Path | None = None
+    ) -> KernelSpec:
+        """Validate a ``kernel.json`` dict; problems raise KernelSpecError naming the kernel."""
+
+        def fail(message: str) -> KernelSpecError:
+            return KernelSpecError(f"kernelspec {name!r}: {message}", name=name)
+
+        if not isinstance(data, Mapping):
+            raise fail("kernel.json is not a JSON object")
+        argv = data.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise fail("argv must be a non-empty list of strings")
+        for key in ("display_name", "language", "kernel_protocol_version"):
+            if not isinstance(data.get(key, ""), str):
+                raise fail(f"{key} must be a string")
+        env = data.get("env") or {}
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise fail("env must map strings to strings")
+        mode = data.get("interrupt_mode", "signal")
+        if not isinstance(mode, str) or mode.lower() not in ("signal", "message"):
+            raise fail(f"interrupt_mode must be 'signal' or 'message', not {mode!r}")
+        metadata = data.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise fail("metadata must be a JSON object")
+        return cls(
+            name=normalize_kernel_name(name),
+            argv=tuple(argv),
+            display_name=data.get("display_name", "") or name,
+            language=data.get("language", ""),
+            env=env,
+            interrupt_mode=mode.lower(),  # type: ignore[arg-type]  # checked above
+            metadata=metadata,
+            kernel_protocol_version=data.get("kernel_protocol_version", ""),
+            resource_dir=resource_dir,
+        )
+
+
+def load_kernelspec(resource_dir: Path, name: str | None = None) -> KernelSpec:
+    """Read ``resource_dir/kernel.json``; any problem raises KernelSpecError.
+
+    The name defaults to the directory's name.
+    """
+    name = name or resource_dir.name
+    try:
+        raw = (resource_dir / "kernel.json").read_bytes()
+    except OSError as exc:
+        raise KernelSpecError(
+            f"kernelspec {name!r}: cannot read {resource_dir / 'kernel.json'}: {exc.strerror}",
+            name=name,
+        ) from exc
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise KernelSpecError(
+            f"kernelspec {name!r}: {resource_dir / 'kernel.json'} is not valid JSON: {exc}",
+            name=name,
+        ) from exc
+    return KernelSpec.from_dict(name, data, resource_dir=resource_dir)
+
+
+def kernelspec_model(type_id: str, spec: KernelSpec, *, base_url: str = "/") -> dict[str, Any]:
+    """The REST model of one kernelspec, as ``GET /api/kernelspecs`` lists it.
+
+    Resources are ``kernel.js``, ``kernel.css`` and ``logo-*`` files in the
+    resource directory, each as the URL the server serves it from.
+    """
+    prefix = base_url.rstrip("/") + "/kernelspecs/" + type_id + "/"
+    resources: dict[str, str] = {}
+    if spec.resource_dir is not None and spec.resource_dir.is_dir():
+        for path in sorted(spec.resource_dir.iterdir()):
+            if path.name in ("kernel.js", "kernel.css"):
+                resources[path.name] = prefix + path.name
+            elif path.name.startswith("logo-"):
+                resources[path.stem] = prefix + path.name
+    return {"name": type_id, "spec": spec.to_dict(), "resources": resources}

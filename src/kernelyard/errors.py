@@ -1,0 +1,207 @@
+"""Every exception kernelyard raises.
+
+The tree::
+
+    KernelyardError
+    ├── ProtocolError                 a message broke the Jupyter messaging protocol
+    │   ├── LocalProtocolError        we were asked to send something invalid (ValueError)
+    │   └── RemoteProtocolError       a peer sent something invalid
+    │       ├── MalformedMessage      frames that do not form a message
+    │       └── InvalidSignature      HMAC missing or wrong
+    │           └── ReplayedMessage   a valid signature seen before
+    ├── ConnectionInfoError           a connection file or dict that cannot be used (ValueError)
+    ├── KernelSpecError               a kernelspec that cannot be used
+    │   └── NoSuchKernelSpec          no kernel type by that name (LookupError)
+    ├── NoSuchKernel                  no running kernel by that id (LookupError)
+    ├── LaunchError                   the kernel process could not be started
+    ├── InvalidState                  an operation the lifecycle state forbids (RuntimeError)
+    ├── KernelDied                    the kernel process or its heartbeat is gone
+    ├── ChannelClosed                 the channel was closed under the caller
+    ├── RequestError                  a request did not get a usable reply
+    │   ├── ReplyTimeout              no reply in time (TimeoutError)
+    │   └── ExecutionError            an execute reply with status "error", on request
+    └── GatewayError                  the remote gateway is unreachable or failed
+        └── GatewayHTTPError          the remote gateway answered with an HTTP error
+
+Rules: every class lives here; built-in bases are mixed in where the meaning
+matches, so ``except TimeoutError`` keeps working; foreign errors (ZMQError,
+OSError, httpx errors) are translated where they enter, chained with ``from``;
+context travels as attributes, not only in the text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChannelClosed",
+    "ConnectionInfoError",
+    "ExecutionError",
+    "GatewayError",
+    "GatewayHTTPError",
+    "InvalidSignature",
+    "InvalidState",
+    "KernelDied",
+    "KernelSpecError",
+    "KernelyardError",
+    "LaunchError",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "NoSuchKernel",
+    "NoSuchKernelSpec",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ReplayedMessage",
+    "ReplyTimeout",
+    "RequestError",
+]
+
+
+class KernelyardError(Exception):
+    """Base class of every error kernelyard raises."""
+
+
+# -- wire -------------------------------------------------------------------
+
+
+class ProtocolError(KernelyardError):
+    """A message broke the Jupyter messaging protocol."""
+
+
+class LocalProtocolError(ProtocolError, ValueError):
+    """We were asked to send something that is not a valid message."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something that is not a valid message."""
+
+
+class MalformedMessage(RemoteProtocolError):
+    """Frames or bytes that do not form a message (framing, JSON or field types)."""
+
+
+class InvalidSignature(RemoteProtocolError):
+    """A message whose HMAC signature is missing or does not match."""
+
+
+class ReplayedMessage(InvalidSignature):
+    """A correctly signed message whose signature was already accepted once."""
+
+
+class ConnectionInfoError(KernelyardError, ValueError):
+    """Connection info that cannot be used; ``path`` names the file when there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+# -- discovery --------------------------------------------------------------
+
+
+class KernelSpecError(KernelyardError):
+    """A kernelspec that cannot be read or used; ``name`` is the kernel type asked for."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class NoSuchKernelSpec(KernelSpecError, LookupError):
+    """No kernel type by that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such kernel type: {name!r}", name=name)
+
+
+# -- kernels ----------------------------------------------------------------
+
+
+class NoSuchKernel(KernelyardError, LookupError):
+    """No running kernel with that id."""
+
+    def __init__(self, kernel_id: str) -> None:
+        super().__init__(f"no such kernel: {kernel_id!r}")
+        self.kernel_id = kernel_id
+
+
+class LaunchError(KernelyardError):
+    """The kernel process could not be started, or exited while starting."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: list[str] | None = None,
+        exit_code: int | None = None,
+        stderr_tail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.argv = argv
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+
+class InvalidState(KernelyardError, RuntimeError):
+    """The operation is not allowed in the current lifecycle state."""
+
+
+class KernelDied(KernelyardError):
+    """The kernel process exited or stopped answering its heartbeat."""
+
+    def __init__(
+        self,
+        message: str = "kernel died",
+        *,
+        kernel_id: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kernel_id = kernel_id
+        self.exit_code = exit_code
+
+
+class ChannelClosed(KernelyardError):
+    """The channel (socket or WebSocket) was closed while in use."""
+
+
+class RequestError(KernelyardError):
+    """A request did not get a usable reply."""
+
+    def __init__(
+        self, message: str, *, msg_id: str | None = None, msg_type: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.msg_id = msg_id
+        self.msg_type = msg_type
+
+
+class ReplyTimeout(RequestError, TimeoutError):
+    """No reply arrived within the timeout."""
+
+
+class ExecutionError(RequestError):
+    """An execute reply with status "error"; raised only when the caller asks for it."""
+
+    def __init__(
+        self, ename: str, evalue: str, traceback: list[str], *, msg_id: str | None = None
+    ) -> None:
+        super().__init__(f"{ename}: {evalue}", msg_id=msg_id, msg_type="execute_reply")
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+
+
+# -- gateway ----------------------------------------------------------------
+
+
+class GatewayError(KernelyardError):
+    """The remote gateway is unreachable or did not answer usefully."""
+
+
+class GatewayHTTPError(GatewayError):
+    """The remote gateway answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, body: str, *, url: str = "") -> None:
+        super().__init__(f"gateway answered {status_code} for {url or 'request'}: {body[:200]}")
+        self.status_code = status_code
+        self.body = body
+        self.url = url

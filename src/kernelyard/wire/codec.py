@@ -1,0 +1,124 @@
+"""Messages to ZeroMQ multipart frames and back.
+
+The frames of one message::
+
+    [*identities, b"<IDS|MSG>", signature, header, parent_header, metadata, content, *buffers]
+
+:func:`encode` and :func:`decode` work on :class:`Message`. :func:`split` and
+:func:`encode_parts` work on the raw JSON frames, for relays (the server's v1
+WebSocket path) that pass frames through without parsing them.
+
+Decoding any sequence of byte frames either returns a message or raises a
+:class:`~kernelyard.errors.RemoteProtocolError` subclass; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from kernelyard.errors import MalformedMessage
+from kernelyard.wire.channel import Channel
+from kernelyard.wire.jsonutil import dumps, loads_object
+from kernelyard.wire.message import Message, check_header
+from kernelyard.wire.signing import ReplayGuard, Signer
+
+__all__ = ["DELIMITER", "RawMessage", "decode", "encode", "encode_parts", "parse", "split"]
+
+DELIMITER = b"<IDS|MSG>"
+
+Frame = bytes | memoryview
+
+
+class RawMessage(NamedTuple):
+    """A message split into its frames, JSON still unparsed."""
+
+    identities: tuple[Frame, ...]
+    signature: Frame
+    header: Frame
+    parent_header: Frame
+    metadata: Frame
+    content: Frame
+    buffers: tuple[Frame, ...]
+
+    @property
+    def signed_parts(self) -> tuple[Frame, Frame, Frame, Frame]:
+        """The four frames the HMAC covers."""
+        return (self.header, self.parent_header, self.metadata, self.content)
+
+    def verify(self, signer: Signer, guard: ReplayGuard | None = None) -> None:
+        """Check the signature, then (only then) record it in ``guard``."""
+        signer.verify(self.signed_parts, self.signature)
+        if guard is not None:
+            guard.record(bytes(self.signature))
+
+
+def split(frames: Sequence[Frame]) -> RawMessage:
+    """Split multipart frames at the delimiter; bad framing raises MalformedMessage."""
+    try:
+        index = frames.index(DELIMITER)
+    except ValueError:
+        raise MalformedMessage("no <IDS|MSG> delimiter among the frames") from None
+    body = frames[index + 1 :]
+    if len(body) < 5:
+        raise MalformedMessage(f"expected at least 5 frames after the delimiter, got {len(body)}")
+    return RawMessage(
+        identities=tuple(frames[:index]),
+        signature=body[0],
+        header=body[1],
+        parent_header=body[2],
+        metadata=body[3],
+        content=body[4],
+        buffers=tuple(body[5:]),
+    )
+
+
+def parse(raw: RawMessage, *, channel: Channel | None = None) -> Message:
+    """Parse the JSON frames of ``raw`` (signature not checked here)."""
+    header = loads_object(raw.header, "header")
+    check_header(header)
+    return Message(
+        header=header,  # type: ignore[arg-type]  # checked by check_header
+        parent_header=loads_object(raw.parent_header, "parent_header"),
+        metadata=loads_object(raw.metadata, "metadata"),
+        content=loads_object(raw.content, "content"),
+        buffers=raw.buffers,
+        channel=channel,
+    )
+
+
+def decode(
+    frames: Sequence[Frame],
+    signer: Signer,
+    *,
+    guard: ReplayGuard | None = None,
+    channel: Channel | None = None,
+) -> tuple[tuple[Frame, ...], Message]:
+    """Verify and parse one message; returns (routing identities, message)."""
+    raw = split(frames)
+    raw.verify(signer, guard)
+    return raw.identities, parse(raw, channel=channel)
+
+
+def encode_parts(
+    parts: Sequence[Frame],
+    signer: Signer,
+    *,
+    buffers: Sequence[Frame] = (),
+    identities: Sequence[Frame] = (),
+) -> list[Frame]:
+    """Frame four already-encoded JSON parts (header, parent, metadata, content) and sign them."""
+    if len(parts) != 4:
+        raise ValueError(f"expected 4 JSON parts, got {len(parts)}")
+    return [*identities, DELIMITER, signer.sign(parts), *parts, *buffers]
+
+
+def encode(msg: Message, signer: Signer, *, identities: Sequence[Frame] = ()) -> list[Frame]:
+    """The signed multipart frames of ``msg``; unencodable content raises LocalProtocolError."""
+    parts = [
+        dumps(msg.header),
+        dumps(msg.parent_header),
+        dumps(msg.metadata),
+        dumps(msg.content),
+    ]
+    return encode_parts(parts, signer, buffers=msg.buffers, identities=identities)

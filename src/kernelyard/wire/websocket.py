@@ -1,0 +1,187 @@
+"""The two WebSocket framings of kernel messages, both directions.
+
+**Legacy** (no subprotocol): a text frame holding the message dict as JSON, or,
+when the message has buffers, a binary frame::
+
+    uint32 BE nparts | nparts x uint32 BE start offsets | JSON (no "buffers") | buffer 1 | ...
+
+**v1** (``v1.kernel.websocket.jupyter.org``)::
+
+    uint64 LE n | n x uint64 LE offsets | channel | header | parent | metadata | content | bufs
+
+where the last offset is the end of the frame. The parts are the kernel's
+own ZeroMQ frames, so a relay passes them through unparsed
+(:func:`pack_v1` / :func:`unpack_v1`).
+
+What we write is byte-for-byte what jupyter_server writes for the same
+message (its ``serialize_binary_message``, ``serialize_msg_to_ws_v1`` and
+``json.dumps(msg, default=json_default)``); dates are passed through as the
+kernel wrote them. Decoding any bytes either returns or raises
+MalformedMessage.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+from kernelyard.errors import MalformedMessage
+from kernelyard.wire.channel import MESSAGE_CHANNELS, Channel
+from kernelyard.wire.codec import RawMessage, parse
+from kernelyard.wire.jsonutil import dumps, loads_object
+from kernelyard.wire.message import Message
+
+__all__ = [
+    "V1_SUBPROTOCOL",
+    "from_legacy",
+    "from_v1",
+    "pack_v1",
+    "to_legacy",
+    "to_v1",
+    "unpack_v1",
+]
+
+V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+Frame = bytes | memoryview
+
+
+def _message_channel(value: object) -> Channel | None:
+    """The channel a client named; None when it named none."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            channel = Channel(value)
+        except ValueError:
+            pass
+        else:
+            if channel in MESSAGE_CHANNELS:
+                return channel
+    raise MalformedMessage(f"unknown channel: {value!r}")
+
+
+# -- legacy -------------------------------------------------------------------
+
+
+def to_legacy(msg: Message) -> str | bytes:
+    """The legacy WebSocket frame of ``msg``: text JSON, or binary when it has buffers."""
+    data: dict[str, Any] = {
+        "header": msg.header,
+        "msg_id": msg.msg_id,
+        "msg_type": msg.msg_type,
+        "parent_header": msg.parent_header,
+        "metadata": msg.metadata,
+        "content": msg.content,
+    }
+    if not msg.buffers:
+        data["buffers"] = []
+        if msg.channel is not None:
+            data["channel"] = msg.channel.value
+        # stdlib json on purpose: its separators and ASCII escapes are what
+        # jupyter_server writes, so clients see the same bytes from either.
+        return json.dumps(data)
+    if msg.channel is not None:
+        data["channel"] = msg.channel.value
+    parts = [json.dumps(data).encode("utf-8"), *msg.buffers]
+    offsets = [4 * (len(parts) + 1)]
+    for part in parts[:-1]:
+        offsets.append(offsets[-1] + len(part))
+    return b"".join([struct.pack(f"!{len(parts) + 1}I", len(parts), *offsets), *parts])
+
+
+def from_legacy(data: str | bytes) -> Message:
+    """Decode a legacy frame (text or binary); ``channel`` is None if the client named none."""
+    if isinstance(data, str):
+        msg = loads_object(data, "WebSocket message")
+        buffers: list[Frame] = []
+    else:
+        json_part, buffers = _split_legacy_binary(data)
+        msg = loads_object(json_part, "WebSocket message")
+    channel = _message_channel(msg.get("channel"))
+    if buffers:
+        msg["buffers"] = buffers
+    return Message.from_dict(msg, channel=channel)
+
+
+def _split_legacy_binary(data: bytes) -> tuple[memoryview, list[Frame]]:
+    view = memoryview(data)
+    if len(view) < 8:
+        raise MalformedMessage("binary WebSocket message shorter than its offset table")
+    (count,) = struct.unpack_from("!I", view)
+    table_end = 4 * (count + 1)
+    if count < 1 or table_end > len(view):
+        raise MalformedMessage(f"binary WebSocket message claims {count} parts")
+    starts = list(struct.unpack_from(f"!{count}I", view, 4))
+    bounds = [*starts, len(view)]
+    if starts[0] < table_end or any(a > b for a, b in pairwise(bounds)):
+        raise MalformedMessage("binary WebSocket message has bad offsets")
+    parts = [view[a:b] for a, b in pairwise(bounds)]
+    return parts[0], [bytes(p) for p in parts[1:]]
+
+
+# -- v1 -----------------------------------------------------------------------
+
+
+def pack_v1(channel: str, parts: Sequence[Frame]) -> bytes:
+    """A v1 frame of raw parts (header, parent, metadata, content, buffers...)."""
+    name = channel.encode("utf-8")
+    offsets = [8 * (len(parts) + 3), 8 * (len(parts) + 3) + len(name)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    table = struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets)
+    return b"".join([table, name, *parts])
+
+
+def unpack_v1(data: bytes) -> tuple[str, list[memoryview]]:
+    """Split a v1 frame into its channel name and raw parts (views into ``data``)."""
+    view = memoryview(data)
+    if len(view) < 8:
+        raise MalformedMessage("v1 WebSocket message shorter than its offset count")
+    (count,) = struct.unpack_from("<Q", view)
+    table_end = 8 * (count + 1)
+    if count < 2 or table_end > len(view):
+        raise MalformedMessage(f"v1 WebSocket message claims {count} offsets")
+    offsets = struct.unpack_from(f"<{count}Q", view, 8)
+    if (
+        offsets[0] < table_end
+        or offsets[-1] > len(view)
+        or any(a > b for a, b in pairwise(offsets))
+    ):
+        raise MalformedMessage("v1 WebSocket message has bad offsets")
+    try:
+        channel = bytes(view[offsets[0] : offsets[1]]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage("v1 channel name is not UTF-8") from exc
+    parts = [view[a:b] for a, b in pairwise(offsets[1:])]
+    return channel, parts
+
+
+def to_v1(msg: Message) -> bytes:
+    """The v1 frame of ``msg`` (its channel must be set)."""
+    if msg.channel is None:
+        raise ValueError("a v1 WebSocket message needs a channel")
+    parts = [dumps(msg.header), dumps(msg.parent_header), dumps(msg.metadata), dumps(msg.content)]
+    return pack_v1(msg.channel.value, [*parts, *msg.buffers])
+
+
+def from_v1(data: bytes) -> Message:
+    """Decode and parse a v1 frame into a message with its channel."""
+    name, parts = unpack_v1(data)
+    channel = _message_channel(name)
+    if len(parts) < 4:
+        raise MalformedMessage(f"v1 WebSocket message has {len(parts)} parts, expected 4 or more")
+    header, parent_header, metadata, content = parts[:4]
+    raw = RawMessage(
+        identities=(),
+        signature=b"",
+        header=header,
+        parent_header=parent_header,
+        metadata=metadata,
+        content=content,
+        buffers=tuple(bytes(b) for b in parts[4:]),
+    )
+    return parse(raw, channel=channel)
