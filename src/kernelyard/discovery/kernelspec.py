@@ -87,7 +87,8 @@ class KernelSpec:
         for key in ("display_name", "language", "kernel_protocol_version"):
             if not isinstance(data.get(key, ""), str):
                 raise fail(f"{key} must be a string")
-        env = data.get("env") or {}
+        env = data.get("env", {})
+        env = {} if env is None else env
         if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
@@ -95,7 +96,8 @@ class KernelSpec:
         mode = data.get("interrupt_mode", "signal")
         if not isinstance(mode, str) or mode.lower() not in ("signal", "message"):
             raise fail(f"interrupt_mode must be 'signal' or 'message', not {mode!r}")
-        metadata = data.get("metadata") or {}
+        metadata = data.get("metadata", {})
+        metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise fail("metadata must be a JSON object")
         return cls(

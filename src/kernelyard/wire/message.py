@@ -231,6 +231,6 @@ class MessageFactory:
             parent_header=parent_header,
             metadata=metadata or {},
             content=content or {},
-            buffers=buffers,
+            buffers=tuple(buffers),
             channel=channel,
         )

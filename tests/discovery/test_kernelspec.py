@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jupyter_client.kernelspec import KernelSpec as JupyterClientKernelSpec
+
+from kernelyard.discovery import (
+    KernelSpec,
+    check_kernel_name,
+    kernelspec_model,
+    load_kernelspec,
+    normalize_kernel_name,
+)
+from kernelyard.errors import KernelSpecError
+
+from ..helpers import MakeSpec
+
+
+def test_load_reads_every_field(tmp_path: Path, make_spec: MakeSpec) -> None:
+    spec_dir = make_spec(
+        tmp_path,
+        "MyKernel",
+        display_name="My Kernel",
+        env={"A": "1"},
+        interrupt_mode="Message",
+        metadata={"debugger": True},
+        kernel_protocol_version="5.5",
+    )
+    spec = load_kernelspec(spec_dir)
+    assert spec.name == "mykernel"
+    assert spec.argv == ("python", "-m", "MyKernel", "-f", "{connection_file}")
+    assert spec.display_name == "My Kernel"
+    assert spec.env == {"A": "1"}
+    assert spec.interrupt_mode == "message"
+    assert spec.resource_dir == spec_dir
+
+
+def test_to_dict_matches_jupyter_client(tmp_path: Path, make_spec: MakeSpec) -> None:
+    spec_dir = make_spec(tmp_path, "k", display_name="K", metadata={"x": [1]}, env={"B": "2"})
+    theirs = JupyterClientKernelSpec.from_resource_dir(str(spec_dir)).to_dict()
+    assert load_kernelspec(spec_dir).to_dict() == theirs
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"argv": []}, "argv"),
+        ({"argv": "python -m x"}, "argv"),
+        ({"argv": ["python", 3]}, "argv"),
+        ({"display_name": 5}, "display_name"),
+        ({"env": {"A": 1}}, "env"),
+        ({"env": ["A"]}, "env"),
+        ({"interrupt_mode": "telepathy"}, "interrupt_mode"),
+        ({"metadata": []}, "metadata"),
+    ],
+)
+def test_invalid_fields_are_named(
+    tmp_path: Path, make_spec: MakeSpec, fields: dict[str, object], error: str
+) -> None:
+    with pytest.raises(KernelSpecError, match=error) as info:
+        load_kernelspec(make_spec(tmp_path, "broken", **fields))
+    assert info.value.name == "broken"
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"), [("{not json", "not valid JSON"), ("[1]", "JSON object")]
+)
+def test_unreadable_kernel_json(tmp_path: Path, make_spec: MakeSpec, raw: str, error: str) -> None:
+    with pytest.raises(KernelSpecError, match=error):
+        load_kernelspec(make_spec(tmp_path, "broken", raw=raw))
+
+
+def test_missing_kernel_json(tmp_path: Path) -> None:
+    with pytest.raises(KernelSpecError, match="cannot read"):
+        load_kernelspec(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["python3", "Py.3-x_y", "R"])
+def test_valid_names(name: str) -> None:
+    check_kernel_name(name)
+    assert normalize_kernel_name(name) == name.lower()
+
+
+@pytest.mark.parametrize("name", ["", "has space", "slash/name", "ünï", "semi;colon"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(KernelSpecError, match="invalid kernel name"):
+        check_kernel_name(name)
+
+
+def test_model_lists_resources_as_urls(tmp_path: Path, make_spec: MakeSpec) -> None:
+    spec_dir = make_spec(tmp_path, "k")
+    for name in ("logo-64x64.png", "logo-svg.svg", "kernel.js", "kernel.css", "other.txt"):
+        (spec_dir / name).write_bytes(b"")
+    model = kernelspec_model("k", load_kernelspec(spec_dir), base_url="/base/")
+    assert model["name"] == "k"
+    assert model["spec"]["argv"][0] == "python"
+    assert model["resources"] == {
+        "kernel.css": "/base/kernelspecs/k/kernel.css",
+        "kernel.js": "/base/kernelspecs/k/kernel.js",
+        "logo-64x64": "/base/kernelspecs/k/logo-64x64.png",
+        "logo-svg": "/base/kernelspecs/k/logo-svg.svg",
+    }
+
+
+def test_model_without_resource_dir() -> None:
+    spec = KernelSpec(name="x", argv=("x",))
+    assert kernelspec_model("x", spec)["resources"] == {}
