@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from .helpers import MakeSpec, make_spec_dir
-from .strategies import FIXED_NOW
 
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-
-
-@pytest.fixture
-def fixed_clock() -> datetime:
-    """A reading of the clock with non-zero microseconds."""
-    return FIXED_NOW
 
 
 @pytest.fixture

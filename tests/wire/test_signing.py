@@ -4,6 +4,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kernelyard.errors import ConnectionInfoError, InvalidSignature, ReplayedMessage
 from kernelyard.wire.signing import ReplayGuard, Signer, digest_name
@@ -71,3 +73,16 @@ def test_replay_guard_ignores_unsigned_messages() -> None:
 def test_replay_guard_needs_room() -> None:
     with pytest.raises(ValueError, match="capacity"):
         ReplayGuard(capacity=0)
+
+
+@given(
+    st.binary(min_size=1, max_size=300),
+    st.sampled_from(["hmac-sha256", "hmac-sha512", "hmac-sha1", "hmac-sha3_512", "hmac-blake2b"]),
+    st.lists(st.binary(max_size=100), min_size=4, max_size=4),
+)
+def test_signatures_equal_the_standard_library_hmac(
+    key: bytes, scheme: str, parts: list[bytes]
+) -> None:
+    name = scheme.removeprefix("hmac-")
+    expected = hmac.new(key, b"".join(parts), name).hexdigest().encode()
+    assert Signer(key, scheme).sign(parts) == expected

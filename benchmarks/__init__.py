@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of kernelyard against the reference implementations."""
