@@ -9,12 +9,18 @@ under their bare names for the same reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from kernelyard.discovery.kernelspec import KernelSpec
+from kernelyard.discovery.paths import jupyter_runtime_dir
 from kernelyard.discovery.providers import KernelProvider, KernelSpecProvider, PythonEnvProvider
 from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
+from kernelyard.provisioning import KernelProcess, StderrSink, forward_to_stderr, launch
+from kernelyard.wire.connection import ConnectionInfo, Transport
 
 __all__ = ["ENTRY_POINT_GROUP", "KernelFinder", "load_entry_point_providers"]
 
@@ -46,7 +52,11 @@ def load_entry_point_providers(group: str = ENTRY_POINT_GROUP) -> Iterator[Kerne
 class KernelFinder:
     """Finds kernel types across providers; the first provider with a given id wins."""
 
-    def __init__(self, providers: Iterable[KernelProvider]) -> None:
+    def __init__(
+        self, providers: Iterable[KernelProvider], *, runtime_dir: Path | None = None
+    ) -> None:
+        """``runtime_dir`` is where connection files go (default: Jupyter's runtime dir)."""
+        self.runtime_dir = runtime_dir or jupyter_runtime_dir(os.environ)
         self.providers: dict[str, KernelProvider] = {}
         for provider in providers:
             if provider.id in self.providers:
@@ -58,12 +68,12 @@ class KernelFinder:
             self.providers[provider.id] = provider
 
     @classmethod
-    def default(cls) -> KernelFinder:
+    def default(cls, *, runtime_dir: Path | None = None) -> KernelFinder:
         """The built-in providers plus every provider registered as an entry point."""
         builtin: list[KernelProvider] = [KernelSpecProvider(), PythonEnvProvider()]
         ours = {type(p) for p in builtin}
         plugins = [p for p in load_entry_point_providers() if type(p) not in ours]
-        return cls([*builtin, *plugins])
+        return cls([*builtin, *plugins], runtime_dir=runtime_dir)
 
     @staticmethod
     def display_id(provider_id: str, name: str) -> str:
@@ -111,3 +121,39 @@ class KernelFinder:
             raise KernelSpecError(
                 f"kernel provider {provider_id!r} failed for {name!r}: {exc}", name=type_id
             ) from exc
+
+    async def launch(
+        self,
+        type_id: str,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        launch_params: Mapping[str, object] | None = None,
+        kernel_id: str | None = None,
+        connection_info: ConnectionInfo | None = None,
+        transport: Transport = "tcp",
+        ip: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        stderr: StderrSink | None = forward_to_stderr,
+    ) -> tuple[ConnectionInfo, KernelProcess]:
+        """Start a kernel of ``type_id``; returns its connection info and process handle.
+
+        As jupyter_kernel_mgmt's ``launch``: the handle does process work
+        (alive, wait, interrupt, signal, kill, cleanup). The process has started
+        but may not answer yet; holding its ports ends with
+        ``process.release_ports()`` once it does (KernelManager does all this).
+        Passing ``connection_info`` relaunches with it (an in-place restart).
+        """
+        spec = self.get_spec(type_id)
+        process = await launch(
+            spec.launch_spec(),
+            kernel_id=kernel_id or str(uuid.uuid4()),
+            runtime_dir=self.runtime_dir,
+            connection_info=connection_info,
+            transport=transport,
+            ip=ip,
+            cwd=cwd,
+            launch_params=launch_params,
+            env=env,
+            stderr=stderr,
+        )
+        return process.connection_info, process

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from kernelyard.errors import KernelSpecError
+from kernelyard.provisioning.launch import LaunchSpec
 
 __all__ = [
     "KernelSpec",
@@ -57,6 +58,16 @@ class KernelSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     kernel_protocol_version: str = ""
     resource_dir: Path | None = None
+
+    def launch_spec(self) -> LaunchSpec:
+        """What the provisioner needs to start this kernel."""
+        return LaunchSpec(
+            argv=self.argv,
+            env=self.env,
+            interrupt_mode=self.interrupt_mode,
+            resource_dir=self.resource_dir,
+            kernel_name=self.name,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""

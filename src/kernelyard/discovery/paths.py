@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["jupyter_data_dir", "kernel_dirs", "prefer_env_path"]
+__all__ = ["jupyter_data_dir", "jupyter_runtime_dir", "kernel_dirs", "prefer_env_path"]
 
 _FALSE = {"no", "n", "false", "off", "0", "0.0"}
 SYSTEM_DIRS = ("/usr/local/share/jupyter", "/usr/share/jupyter")
@@ -39,6 +39,13 @@ def jupyter_data_dir(environ: Mapping[str, str]) -> Path:
         return home / "Library" / "Jupyter"
     xdg = environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
     return Path(xdg) / "jupyter"
+
+
+def jupyter_runtime_dir(environ: Mapping[str, str]) -> Path:
+    """Where connection files go: ``JUPYTER_RUNTIME_DIR``, else ``{data dir}/runtime``."""
+    if environ.get("JUPYTER_RUNTIME_DIR"):
+        return Path(environ["JUPYTER_RUNTIME_DIR"])
+    return jupyter_data_dir(environ) / "runtime"
 
 
 def _owned_by_me(path: Path) -> bool:

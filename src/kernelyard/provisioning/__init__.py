@@ -1,5 +1,25 @@
-"""Starting and stopping kernel processes; for now, their connection files."""
+"""Starting and stopping kernel processes: ports, connection files, argv, env, process groups.
+
+Provisioning knows processes and files, not messages.
+"""
 
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
+from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
+from kernelyard.provisioning.local import connection_file_path, launch, new_connection_info
+from kernelyard.provisioning.ports import PortReservation
+from kernelyard.provisioning.process import KernelProcess, StderrSink, forward_to_stderr
 
-__all__ = ["read_connection_file", "write_connection_file"]
+__all__ = [
+    "KernelProcess",
+    "LaunchSpec",
+    "PortReservation",
+    "StderrSink",
+    "connection_file_path",
+    "format_argv",
+    "forward_to_stderr",
+    "kernel_env",
+    "launch",
+    "new_connection_info",
+    "read_connection_file",
+    "write_connection_file",
+]

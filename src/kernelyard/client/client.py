@@ -1,0 +1,651 @@
+"""KernelClient: talk to one kernel over its five channels (async).
+
+One reader task per channel decodes every message and dispatches it:
+
+* shell and control replies resolve the one future registered for their
+  request's msg_id, so any number of tasks may send requests at once and
+  every reply reaches its caller; none is dropped because another caller
+  read first (jupyter_client#429, #545);
+* IOPub messages go to the route of the request they answer (output
+  collection in :meth:`KernelClient.execute_interactive`) and to every
+  subscriber of :meth:`KernelClient.iopub`;
+* stdin ``input_request`` goes to the route of its execute, or to
+  :meth:`KernelClient.stdin_requests`.
+
+When the kernel dies (its process exits, reported through
+:meth:`KernelClient.kernel_died`, or its heartbeat stops), every pending call
+fails at once with KernelDied and new calls fail until it answers again.
+
+The client is an async context manager that owns its tasks::
+
+    async with KernelClient(info) as client:
+        await client.wait_for_ready()
+        reply = await client.execute_interactive("print('hi')")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from kernelyard.client import requests
+from kernelyard.client.output import TextOutput
+from kernelyard.errors import (
+    ChannelClosed,
+    InvalidState,
+    KernelDied,
+    RemoteProtocolError,
+    ReplyTimeout,
+)
+from kernelyard.transport import ChannelStream, Heartbeat, open_channel
+from kernelyard.wire import (
+    Channel,
+    ConnectionInfo,
+    Message,
+    MessageFactory,
+    ReplayGuard,
+    decode,
+    encode,
+)
+
+__all__ = ["KernelClient", "OutputHook", "StdinHook"]
+
+log = logging.getLogger(__name__)
+
+OutputHook = Callable[[Message], object]
+StdinHook = Callable[[Message], str | Awaitable[str]]
+JSONDict = dict[str, Any]
+
+_READY_PROBE_INTERVAL = 0.5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class KernelClient:
+    """An async client of one kernel. Use as ``async with``; see the module docstring."""
+
+    def __init__(
+        self,
+        connection_info: ConnectionInfo,
+        *,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+        kernel_id: str | None = None,
+    ) -> None:
+        self.connection_info = connection_info
+        self.kernel_id = kernel_id
+        self._factory = MessageFactory(session=session, username=username, clock=_utcnow)
+        self._signer = connection_info.signer()
+        self._guard = ReplayGuard()
+        self._heartbeat = (
+            Heartbeat(
+                connection_info,
+                interval=heartbeat_interval,
+                time_to_dead=time_to_dead,
+                on_dead=self._heartbeat_lost,
+                on_alive=self.kernel_restarted,
+            )
+            if heartbeat
+            else None
+        )
+        self._streams: dict[Channel, ChannelStream] = {}
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._routes: dict[str, MemoryObjectSendStream[Message]] = {}
+        self._subscribers: set[MemoryObjectSendStream[Message]] = set()
+        self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._probes: set[str] = set()
+        self._iopub_live = anyio.Event()
+        self._dead: KernelDied | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._tasks: TaskGroup | None = None
+        #: The last ``execution_state`` the kernel published ("unknown" before any).
+        self.execution_state = "unknown"
+
+    @property
+    def session(self) -> str:
+        return self._factory.session
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the kernel was reported dead, until it answers again."""
+        return self._dead is None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._exit_stack is not None:
+            raise InvalidState("client is already open")
+        stack = AsyncExitStack()
+        try:
+            identity = self.session.encode()
+            for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
+                self._streams[channel] = open_channel(
+                    self.connection_info, channel, identity=identity
+                )
+                stack.callback(self._streams[channel].close)
+            stack.callback(self._close_everything)
+            self._tasks = await stack.enter_async_context(anyio.create_task_group())
+            for channel in self._streams:
+                self._tasks.start_soon(self._read, channel, name=f"read {channel.value}")
+            if self._heartbeat is not None:
+                self._tasks.start_soon(self._heartbeat.run, name="heartbeat")
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the readers, close the sockets, fail what is still pending (idempotent)."""
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return
+        if self._tasks is not None:
+            self._tasks.cancel_scope.cancel()
+        await stack.aclose()
+
+    def _close_everything(self) -> None:
+        self._fail_pending(ChannelClosed("the client was closed"))
+        for stream in self._subscribers:
+            stream.close()
+        self._subscribers.clear()
+        self._stdin_send.close()
+
+    # -- death and rebirth -----------------------------------------------------
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Fail every pending call with ``error``; new calls fail until the kernel answers again."""
+        self._dead = error
+        self.execution_state = "dead"
+        self._fail_pending(error)
+
+    def kernel_restarted(self) -> None:
+        """The kernel answers again (restarted in place): calls may proceed."""
+        self._dead = None
+
+    def _heartbeat_lost(self, silence: float) -> None:
+        self.kernel_died(
+            KernelDied(f"kernel heartbeat silent for {silence:.1f} s", kernel_id=self.kernel_id)
+        )
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        for route in self._routes.values():
+            route.close()  # readers see the end of the stream and raise self._dead
+
+    # -- receiving --------------------------------------------------------------
+
+    async def _read(self, channel: Channel) -> None:
+        stream = self._streams[channel]
+        while True:
+            try:
+                frames = await stream.receive()
+            except ChannelClosed:
+                return
+            try:
+                _, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
+            except RemoteProtocolError as exc:
+                log.warning("dropping an invalid message on %s: %s", channel.value, exc)
+                continue
+            self._dispatch(msg)
+
+    def _dispatch(self, msg: Message) -> None:
+        parent = msg.parent_msg_id
+        channel = msg.channel
+        if channel is Channel.IOPUB:
+            self._on_iopub(msg)
+        elif channel is Channel.STDIN:
+            route = self._routes.get(parent or "")
+            try:
+                (route or self._stdin_send).send_nowait(msg)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                log.warning("input_request %s arrived after its request ended", msg.msg_id)
+            return
+        if parent is None:
+            return
+        route = self._routes.get(parent)
+        if route is not None and channel is not Channel.IOPUB:
+            route.send_nowait(msg)
+        future = self._pending.get(parent)
+        if future is not None and channel is not Channel.IOPUB and not future.done():
+            future.set_result(msg)
+        elif channel in (Channel.SHELL, Channel.CONTROL) and future is None:
+            log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
+
+    def _on_iopub(self, msg: Message) -> None:
+        if msg.msg_type == "iopub_welcome" or msg.parent_msg_id in self._probes:
+            self._iopub_live.set()
+        if msg.msg_type == "status":
+            state = msg.content.get("execution_state")
+            if isinstance(state, str):
+                self.execution_state = state
+        route = self._routes.get(msg.parent_msg_id or "")
+        if route is not None:
+            route.send_nowait(msg)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.send_nowait(msg)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(subscriber)
+
+    @asynccontextmanager
+    async def iopub(self) -> AsyncIterator[MemoryObjectReceiveStream[Message]]:
+        """Every IOPub message from now until the block ends, in order, none dropped."""
+        send, receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._subscribers.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+
+    async def stdin_requests(self) -> Message:
+        """The next ``input_request`` that no :meth:`execute_interactive` is handling."""
+        try:
+            return await self._stdin_receive.receive()
+        except anyio.EndOfStream:
+            raise ChannelClosed("the client was closed") from None
+
+    # -- sending ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._exit_stack is None:
+            raise InvalidState("the client is not open: use 'async with KernelClient(...)'")
+        if self._dead is not None:
+            raise self._dead
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` on its channel (no reply is awaited)."""
+        self._check_open()
+        if msg.channel is None or msg.channel not in self._streams or msg.channel is Channel.IOPUB:
+            raise ValueError(f"cannot send on channel {msg.channel!r}")
+        await self._streams[msg.channel].send(encode(msg, self._signer))
+
+    def message(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        *,
+        channel: Channel = Channel.SHELL,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes | memoryview] = (),
+        parent: Message | None = None,
+    ) -> Message:
+        """A new message from this client's session."""
+        return self._factory.message(
+            msg_type,
+            content,
+            channel=channel,
+            subshell_id=subshell_id,
+            metadata=metadata,
+            buffers=buffers,
+            parent=parent,
+        )
+
+    async def request(self, msg: Message, *, timeout: float | None = None) -> Message:
+        """Send ``msg`` and return its reply.
+
+        Raises ReplyTimeout after ``timeout`` seconds, KernelDied if the kernel
+        dies first, ChannelClosed if the client closes first.
+        """
+        self._check_open()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[msg.msg_id] = future
+        try:
+            await self.send(msg)
+            return await self._wait(future, msg, timeout)
+        finally:
+            self._pending.pop(msg.msg_id, None)
+
+    async def _wait(
+        self, future: asyncio.Future[Message], msg: Message, timeout: float | None
+    ) -> Message:
+        try:
+            with anyio.fail_after(timeout):
+                return await future
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"no reply to {msg.msg_type} within {timeout} s",
+                msg_id=msg.msg_id,
+                msg_type=msg.msg_type,
+            ) from None
+
+    async def _call(
+        self,
+        msg_type: str,
+        content: JSONDict | None = None,
+        *,
+        channel: Channel = Channel.SHELL,
+        subshell_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        msg = self.message(msg_type, content, channel=channel, subshell_id=subshell_id)
+        return await self.request(msg, timeout=timeout)
+
+    # -- readiness -------------------------------------------------------------------
+
+    async def wait_for_ready(self, timeout: float | None = 60.0) -> Message:
+        """Wait until the kernel answers and IOPub delivers; returns the kernel_info reply.
+
+        IOPub is live once ``iopub_welcome`` arrived (kernels with XPUB) or
+        once a status message for one of our kernel_info requests did (older
+        kernels). No fixed drain delay, and no IOPub message is discarded.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                reply = await self._probe()
+                while not self._iopub_live.is_set():
+                    with anyio.move_on_after(_READY_PROBE_INTERVAL):
+                        await self._iopub_live.wait()
+                    if not self._iopub_live.is_set():
+                        reply = await self._probe()
+                return reply
+        except TimeoutError:
+            raise ReplyTimeout(f"kernel not ready within {timeout} s") from None
+
+    async def _probe(self) -> Message:
+        msg = self.message("kernel_info_request")
+        self._probes.add(msg.msg_id)
+        return await self.request(msg)
+
+    # -- the requests of protocol 5.5 ----------------------------------------------
+
+    async def kernel_info(
+        self, *, channel: Channel = Channel.SHELL, timeout: float | None = None
+    ) -> Message:
+        """``kernel_info_request`` on shell, or on control (5.5)."""
+        return await self._call("kernel_info_request", channel=channel, timeout=timeout)
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool = False,
+        stop_on_error: bool = True,
+        subshell_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Run ``code``; returns the ``execute_reply`` (outputs go to :meth:`iopub`)."""
+        content = requests.execute_content(
+            code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+            allow_stdin=allow_stdin,
+            stop_on_error=stop_on_error,
+        )
+        return await self._call(
+            "execute_request", content, subshell_id=subshell_id, timeout=timeout
+        )
+
+    async def execute_interactive(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool | None = None,
+        stop_on_error: bool = True,
+        subshell_id: str | None = None,
+        output_hook: OutputHook | None = None,
+        stdin_hook: StdinHook | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Run ``code``, pass each output to ``output_hook``, answer input with ``stdin_hook``.
+
+        Returns the ``execute_reply`` once the kernel is idle again. The default
+        ``output_hook`` prints as jupyter_client does. A synchronous
+        ``stdin_hook`` (such as ``input``) runs in a worker thread, so the
+        client keeps working while it waits. ``allow_stdin`` defaults to
+        whether a ``stdin_hook`` was given.
+        """
+        hook = output_hook if output_hook is not None else TextOutput()
+        content = requests.execute_content(
+            code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+            allow_stdin=stdin_hook is not None if allow_stdin is None else allow_stdin,
+            stop_on_error=stop_on_error,
+        )
+        msg = self.message("execute_request", content, subshell_id=subshell_id)
+        self._check_open()
+        send, receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._routes[msg.msg_id] = send
+        try:
+            with anyio.fail_after(timeout):
+                await self.send(msg)
+                return await self._collect(receive, hook, stdin_hook)
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"execute did not finish within {timeout} s",
+                msg_id=msg.msg_id,
+                msg_type="execute_request",
+            ) from None
+        finally:
+            self._routes.pop(msg.msg_id, None)
+            send.close()
+            receive.close()
+
+    async def _collect(
+        self,
+        routed: MemoryObjectReceiveStream[Message],
+        output_hook: OutputHook,
+        stdin_hook: StdinHook | None,
+    ) -> Message:
+        reply: Message | None = None
+        idle = False
+        while reply is None or not idle:
+            try:
+                msg = await routed.receive()
+            except anyio.EndOfStream:
+                raise self._dead or ChannelClosed("the client was closed") from None
+            if msg.channel is Channel.IOPUB:
+                if msg.msg_type == "status":
+                    idle = msg.content.get("execution_state") == "idle"
+                elif msg.msg_type != "execute_input":
+                    output_hook(msg)
+            elif msg.channel is Channel.STDIN and msg.msg_type == "input_request":
+                await self._answer_input(msg, stdin_hook)
+            elif msg.channel is Channel.SHELL:
+                reply = msg
+        return reply
+
+    async def _answer_input(self, request: Message, stdin_hook: StdinHook | None) -> None:
+        if stdin_hook is None:
+            log.warning("the kernel asked for input but no stdin_hook was given; sending ''")
+            value = ""
+        elif inspect.iscoroutinefunction(stdin_hook):
+            value = await stdin_hook(request)
+        else:
+            result = await anyio.to_thread.run_sync(stdin_hook, request)
+            value = await result if inspect.isawaitable(result) else result
+        await self.input(value, parent=request)
+
+    async def complete(
+        self,
+        code: str,
+        cursor_pos: int | None = None,
+        *,
+        subshell_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        content = requests.complete_content(code, cursor_pos)
+        return await self._call(
+            "complete_request", content, subshell_id=subshell_id, timeout=timeout
+        )
+
+    async def inspect(
+        self,
+        code: str,
+        cursor_pos: int | None = None,
+        detail_level: int = 0,
+        *,
+        subshell_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        content = requests.inspect_content(code, cursor_pos, detail_level)
+        return await self._call(
+            "inspect_request", content, subshell_id=subshell_id, timeout=timeout
+        )
+
+    async def history(
+        self,
+        *,
+        raw: bool = True,
+        output: bool = False,
+        hist_access_type: str = "range",
+        session: int = 0,
+        start: int = 0,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool = False,
+        timeout: float | None = None,
+    ) -> Message:
+        content = requests.history_content(
+            raw=raw,
+            output=output,
+            hist_access_type=hist_access_type,
+            session=session,
+            start=start,
+            stop=stop,
+            n=n,
+            pattern=pattern,
+            unique=unique,
+        )
+        return await self._call("history_request", content, timeout=timeout)
+
+    async def is_complete(
+        self, code: str, *, subshell_id: str | None = None, timeout: float | None = None
+    ) -> Message:
+        return await self._call(
+            "is_complete_request", {"code": code}, subshell_id=subshell_id, timeout=timeout
+        )
+
+    async def comm_info(
+        self, target_name: str | None = None, *, timeout: float | None = None
+    ) -> Message:
+        content = {} if target_name is None else {"target_name": target_name}
+        return await self._call("comm_info_request", content, timeout=timeout)
+
+    async def shutdown(self, *, restart: bool = False, timeout: float | None = None) -> Message:
+        """``shutdown_request`` on control; returns the ``shutdown_reply``."""
+        return await self._call(
+            "shutdown_request", {"restart": restart}, channel=Channel.CONTROL, timeout=timeout
+        )
+
+    async def interrupt(self, *, timeout: float | None = None) -> Message:
+        """``interrupt_request`` on control (kernels with ``interrupt_mode: "message"``)."""
+        return await self._call("interrupt_request", channel=Channel.CONTROL, timeout=timeout)
+
+    async def input(self, value: str, *, parent: Message | None = None) -> None:
+        """Answer an ``input_request`` (``parent``) with ``value`` on stdin."""
+        await self.send(
+            self.message("input_reply", {"value": value}, channel=Channel.STDIN, parent=parent)
+        )
+
+    async def debug_request(
+        self, content: Mapping[str, Any], *, timeout: float | None = None
+    ) -> Message:
+        """A Debug Adapter Protocol request on control; returns the ``debug_reply``."""
+        return await self._call(
+            "debug_request", dict(content), channel=Channel.CONTROL, timeout=timeout
+        )
+
+    async def create_subshell(self, *, timeout: float | None = None) -> Message:
+        """JEP 91: a new subshell; its id is ``reply.content["subshell_id"]``."""
+        return await self._call("create_subshell_request", channel=Channel.CONTROL, timeout=timeout)
+
+    async def delete_subshell(self, subshell_id: str, *, timeout: float | None = None) -> Message:
+        return await self._call(
+            "delete_subshell_request",
+            {"subshell_id": subshell_id},
+            channel=Channel.CONTROL,
+            timeout=timeout,
+        )
+
+    async def list_subshell(self, *, timeout: float | None = None) -> Message:
+        return await self._call("list_subshell_request", channel=Channel.CONTROL, timeout=timeout)
+
+    async def comm_open(
+        self,
+        target_name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        comm_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+        subshell_id: str | None = None,
+    ) -> str:
+        """Open a comm (no reply in the protocol); returns the msg_id."""
+        content = {"comm_id": comm_id, "target_name": target_name, "data": dict(data or {})}
+        return await self._send_comm("comm_open", content, metadata, buffers, subshell_id)
+
+    async def comm_msg(
+        self,
+        comm_id: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+        subshell_id: str | None = None,
+    ) -> str:
+        content = {"comm_id": comm_id, "data": dict(data or {})}
+        return await self._send_comm("comm_msg", content, metadata, buffers, subshell_id)
+
+    async def comm_close(
+        self,
+        comm_id: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        subshell_id: str | None = None,
+    ) -> str:
+        content = {"comm_id": comm_id, "data": dict(data or {})}
+        return await self._send_comm("comm_close", content, None, (), subshell_id)
+
+    async def _send_comm(
+        self,
+        msg_type: str,
+        content: JSONDict,
+        metadata: Mapping[str, Any] | None,
+        buffers: Sequence[bytes],
+        subshell_id: str | None,
+    ) -> str:
+        msg = self.message(
+            msg_type, content, metadata=metadata, buffers=buffers, subshell_id=subshell_id
+        )
+        await self.send(msg)
+        return msg.msg_id

@@ -1,0 +1,331 @@
+"""KernelManager: the lifecycle of one kernel (start, interrupt, restart, shutdown, kill).
+
+The manager has no background task: the process's exit arrives as a loop
+callback from the provisioner, and requests to the kernel (readiness,
+``shutdown_request``, ``interrupt_request``) go through a short-lived
+:class:`~kernelyard.client.KernelClient`.
+
+Guarantees:
+
+* ``start`` returns only when the kernel answered ``kernel_info``; a kernel
+  that exits first raises LaunchError with its exit code and the tail of its
+  stderr, at once, not after a timeout.
+* ``shutdown`` asks politely (``shutdown_request`` on control, awaiting the
+  reply and the exit), then SIGTERM, then SIGKILL to the process group, all
+  within ``shutdown_timeout + kill_grace`` seconds. The process is always
+  reaped; connection and ipc files are removed.
+* ``restart`` is in place: same kernel id, key, connection file and (unless
+  ``newports``) ports; clients made by :meth:`client` carry on.
+* Clients made by :meth:`client` fail their pending calls with KernelDied the
+  moment the process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from kernelyard.client import KernelClient
+from kernelyard.discovery import KernelFinder
+from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchError, ReplyTimeout
+from kernelyard.manager.state import KernelState, Lifecycle
+from kernelyard.provisioning import KernelProcess, StderrSink, forward_to_stderr
+from kernelyard.wire import Channel, ConnectionInfo
+from kernelyard.wire.connection import PORT_FIELDS, Transport
+
+__all__ = ["KernelManager"]
+
+log = logging.getLogger(__name__)
+
+
+class KernelManager:
+    """Starts and supervises one kernel of a given type. Async; use ``async with`` or call
+    :meth:`start` and :meth:`shutdown` yourself.
+    """
+
+    def __init__(
+        self,
+        type_id: str = "python3",
+        *,
+        finder: KernelFinder | None = None,
+        kernel_id: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        launch_params: Mapping[str, object] | None = None,
+        transport: Transport = "tcp",
+        ip: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        stderr: StderrSink | None = forward_to_stderr,
+        startup_timeout: float = 60.0,
+        shutdown_timeout: float = 3.0,
+        kill_grace: float = 1.0,
+    ) -> None:
+        self.type_id = type_id
+        self.finder = finder or KernelFinder.default()
+        self.kernel_id = kernel_id or str(uuid.uuid4())
+        self.cwd = cwd
+        self.launch_params = dict(launch_params or {})
+        self.transport = transport
+        self.ip = ip
+        self.env = env
+        self.stderr = stderr
+        self.startup_timeout = startup_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.kill_grace = kill_grace
+        self.connection_info: ConnectionInfo | None = None
+        self.process: KernelProcess | None = None
+        self._lifecycle = Lifecycle(self.kernel_id)
+        self._lock = anyio.Lock()
+        self._clients: weakref.WeakSet[KernelClient] = weakref.WeakSet()
+        self._died = anyio.Event()
+        self.death: KernelDied | None = None
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def state(self) -> KernelState:
+        return self._lifecycle.state
+
+    @property
+    def interrupt_mode(self) -> str:
+        return self.process.launch_spec.interrupt_mode if self.process else "signal"
+
+    def is_alive(self) -> bool:
+        """Whether the kernel process is running."""
+        return self.process is not None and self.process.is_alive()
+
+    async def wait(self) -> int:
+        """Wait for the current kernel process to exit; returns its exit code."""
+        if self.process is None:
+            raise InvalidState(f"kernel {self.kernel_id} was never started")
+        return await self.process.wait()
+
+    async def wait_for_death(self) -> KernelDied:
+        """Wait until the kernel dies without being asked to (the restarter's cue)."""
+        event = self._died
+        await event.wait()
+        assert self.death is not None
+        return self.death
+
+    def _on_exit(self, process: KernelProcess) -> None:
+        """Loop callback: a kernel process exited."""
+        if process is not self.process:
+            return  # a previous incarnation, already dealt with
+        if self.state not in (KernelState.STARTING, KernelState.RUNNING):
+            return  # on purpose: shutting down, restarting or already dead
+        self._lifecycle.move(KernelState.DEAD)
+        self.death = KernelDied(
+            f"kernel {self.kernel_id} exited with code {process.returncode}",
+            kernel_id=self.kernel_id,
+            exit_code=process.returncode,
+        )
+        log.warning("%s", self.death)
+        for client in list(self._clients):
+            client.kernel_died(self.death)
+        self._died.set()
+
+    # -- clients -------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> KernelClient:
+        """A client of this kernel that learns at once when it dies or restarts."""
+        if self.connection_info is None:
+            raise InvalidState(f"kernel {self.kernel_id} was never started")
+        client = KernelClient(self.connection_info, kernel_id=self.kernel_id, **kwargs)
+        self._clients.add(client)
+        if self.state is KernelState.DEAD and self.death is not None:
+            client.kernel_died(self.death)
+        return client
+
+    async def _request(self, msg_type: str, content: dict[str, Any], timeout: float) -> None:
+        """One request on control through a short-lived client; errors propagate."""
+        assert self.connection_info is not None
+        async with KernelClient(
+            self.connection_info, heartbeat=False, kernel_id=self.kernel_id
+        ) as client:
+            msg = client.message(msg_type, content, channel=Channel.CONTROL)
+            await client.request(msg, timeout=timeout)
+
+    # -- start ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Launch the kernel and return once it answers; LaunchError if it cannot."""
+        async with self._lock:
+            self._lifecycle.move(KernelState.STARTING)
+            try:
+                await self._launch(None)
+            except BaseException:
+                await self._give_up()
+                raise
+            self._lifecycle.move(KernelState.RUNNING)
+
+    async def _launch(self, connection_info: ConnectionInfo | None) -> None:
+        info, process = await self.finder.launch(
+            self.type_id,
+            kernel_id=self.kernel_id,
+            connection_info=connection_info,
+            cwd=self.cwd,
+            launch_params=self.launch_params,
+            transport=self.transport,
+            ip=self.ip,
+            env=self.env,
+            stderr=self.stderr,
+        )
+        self.connection_info, self.process = info, process
+        self.death = None
+        self._died = anyio.Event()
+        process.on_exit(lambda: self._on_exit(process))
+        await self._await_answer(process)
+        process.release_ports()
+
+    async def _await_answer(self, process: KernelProcess) -> None:
+        """Wait for the first ``kernel_info_reply``, racing the process's exit."""
+        async with KernelClient(process.connection_info, heartbeat=False) as client:
+
+            def exited() -> None:
+                client.kernel_died(KernelDied(exit_code=process.returncode))
+
+            undo = process.on_exit(exited)
+            try:
+                await client.kernel_info(timeout=self.startup_timeout)
+            except KernelDied:
+                tail = await process.stderr_tail()
+                raise LaunchError(
+                    f"kernel {self.type_id!r} exited with code {process.returncode} while "
+                    f"starting{': ' + tail.strip().splitlines()[-1] if tail.strip() else ''}",
+                    argv=process.argv,
+                    exit_code=process.returncode,
+                    stderr_tail=tail,
+                ) from None
+            except ReplyTimeout:
+                raise LaunchError(
+                    f"kernel {self.type_id!r} did not answer within {self.startup_timeout} s",
+                    argv=process.argv,
+                ) from None
+            finally:
+                undo()
+
+    async def _give_up(self) -> None:
+        """After a failed start: make sure the process is gone and its files too."""
+        with anyio.CancelScope(shield=True):
+            if self.state is not KernelState.SHUTTING_DOWN:
+                self._lifecycle.move(KernelState.SHUTTING_DOWN)
+            await self._stop_process(graceful=False)
+            self._lifecycle.move(KernelState.STOPPED)
+
+    # -- stop ------------------------------------------------------------------------
+
+    async def _stop_process(self, *, graceful: bool, restart: bool = False) -> None:
+        """Ask, then SIGTERM, then SIGKILL; always reap; clean up files (not for a restart)."""
+        process = self.process
+        if process is None:
+            return
+        if graceful and process.is_alive():
+            with anyio.move_on_after(self.shutdown_timeout):
+                try:
+                    await self._request(
+                        "shutdown_request", {"restart": restart}, self.shutdown_timeout
+                    )
+                except KernelyardError as exc:
+                    log.info("kernel %s: shutdown_request failed: %s", self.kernel_id, exc)
+                await process.wait()
+        if process.is_alive():
+            process.terminate()
+            with anyio.move_on_after(self.kill_grace):
+                await process.wait()
+        if process.is_alive():
+            log.warning("kernel %s ignored SIGTERM; killing it", self.kernel_id)
+            process.kill()
+            await process.wait()  # SIGKILL cannot be ignored: this returns promptly
+        process.cleanup(remove_connection_file=not restart)
+
+    async def shutdown(self, *, now: bool = False) -> None:
+        """Stop the kernel for good (``now``: skip the polite request). Idempotent."""
+        async with self._lock:
+            if self.state in (KernelState.STOPPED, KernelState.SHUTTING_DOWN):
+                return
+            if self.state is KernelState.NEW:
+                self._lifecycle.move(KernelState.STOPPED)
+                return
+            self._lifecycle.move(KernelState.SHUTTING_DOWN)
+            with anyio.CancelScope(shield=True):
+                await self._stop_process(graceful=not now)
+                self._lifecycle.move(KernelState.STOPPED)
+            closed = KernelDied(f"kernel {self.kernel_id} was shut down", kernel_id=self.kernel_id)
+            for client in list(self._clients):
+                client.kernel_died(closed)
+
+    async def kill(self) -> None:
+        """SIGKILL the kernel's process group at once and clean up (a shutdown without asking)."""
+        await self.shutdown(now=True)
+
+    async def restart(self, *, now: bool = False, newports: bool = False) -> None:
+        """Stop and start again in place (same id, key, file; same ports unless ``newports``)."""
+        async with self._lock:
+            if self.connection_info is None:
+                raise InvalidState(f"kernel {self.kernel_id} was never started")
+            self._lifecycle.move(KernelState.RESTARTING)
+            info = self.connection_info
+            if newports and info.transport == "tcp":
+                info = info.with_ports(dict.fromkeys(PORT_FIELDS, 0))
+            try:
+                await self._stop_process(graceful=not now, restart=True)
+                await self._launch(info)
+            except BaseException as exc:
+                self._lifecycle.move(KernelState.DEAD)
+                self.death = KernelDied(
+                    f"kernel {self.kernel_id} failed to restart: {exc}", kernel_id=self.kernel_id
+                )
+                for client in list(self._clients):
+                    client.kernel_died(self.death)
+                raise
+            self._lifecycle.move(KernelState.RUNNING)
+            for client in list(self._clients):
+                client.kernel_restarted()
+
+    # -- signals -----------------------------------------------------------------------
+
+    async def interrupt(self, *, timeout: float = 5.0) -> None:
+        """Interrupt what the kernel runs: SIGINT to its process group, or an
+        ``interrupt_request`` (reply awaited) when its spec says ``interrupt_mode: "message"``.
+        """
+        if self.state is not KernelState.RUNNING or self.process is None:
+            raise InvalidState(f"kernel {self.kernel_id} is {self.state.value}, not running")
+        if self.interrupt_mode == "message":
+            await self._request("interrupt_request", {}, timeout)
+        else:
+            self.process.interrupt()
+
+    def signal(self, signum: int = signal.SIGINT) -> None:
+        """Send ``signum`` to the kernel's process group."""
+        if self.process is None:
+            raise InvalidState(f"kernel {self.kernel_id} was never started")
+        self.process.send_signal(signum)
+
+    # -- context manager ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def cleanup(self) -> None:
+        """Remove the kernel's files if it exited on its own and nobody shut it down."""
+        if self.process is not None and not self.process.is_alive():
+            self.process.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<KernelManager {self.type_id} {self.kernel_id} {self.state.value}>"

@@ -1,0 +1,160 @@
+"""Launching a kernel as a local subprocess.
+
+:func:`launch` picks the ports (held by a :class:`PortReservation` until the
+caller saw the kernel answer), writes the connection file atomically with
+mode 0600 in the runtime directory (created 0700 when missing), fills the
+argv templates, builds the environment and starts the process in its own
+session. Relaunching with the same :class:`ConnectionInfo` is an in-place
+restart: same key, same ports (when they are still free), same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from kernelyard.errors import LaunchError
+from kernelyard.provisioning.connection_file import write_connection_file
+from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
+from kernelyard.provisioning.ports import PortReservation
+from kernelyard.provisioning.process import KernelProcess, StderrSink, _Protocol, forward_to_stderr
+from kernelyard.wire.channel import Channel
+from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo, Transport
+
+__all__ = ["connection_file_path", "launch", "new_connection_info"]
+
+log = logging.getLogger(__name__)
+
+_UNIX_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; leave room for "-N"
+
+
+def connection_file_path(runtime_dir: Path, kernel_id: str) -> Path:
+    return runtime_dir / f"kernel-{kernel_id}.json"
+
+
+def _ipc_prefix(runtime_dir: Path, kernel_id: str) -> str:
+    prefix = str(runtime_dir / f"ipc-{kernel_id[:12]}")
+    if len(prefix) > _UNIX_SOCKET_PATH_MAX:  # deep runtime dirs: fall back to /tmp
+        prefix = os.path.join(tempfile.gettempdir(), f"kernelyard-ipc-{kernel_id[:12]}")
+    return prefix
+
+
+def new_connection_info(
+    *, kernel_id: str, runtime_dir: Path, transport: Transport, ip: str, kernel_name: str
+) -> tuple[ConnectionInfo, PortReservation | None]:
+    """Fresh connection info (random key) and, for tcp, the reservation of its ports."""
+    key = secrets.token_hex(16).encode("ascii")
+    if transport == "ipc":
+        info = ConnectionInfo(
+            transport="ipc",
+            ip=_ipc_prefix(runtime_dir, kernel_id),
+            key=key,
+            kernel_name=kernel_name,
+        )
+        # ipc "ports" only number the socket files: {ip}-1 ... {ip}-5.
+        info = info.with_ports({channel: n for n, channel in enumerate(PORT_FIELDS, start=1)})
+        return info, None
+    reservation = PortReservation.new(ip, len(PORT_FIELDS))
+    info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name)
+    return info.with_ports(dict(zip(PORT_FIELDS, reservation.ports, strict=True))), reservation
+
+
+def _reserve_again(info: ConnectionInfo) -> tuple[ConnectionInfo, PortReservation | None]:
+    """Hold a restarting kernel's ports again; fresh ones if another process took one."""
+    if info.transport == "ipc":
+        return info, None
+    try:
+        return info, PortReservation.exact(info.ip, list(info.ports.values()))
+    except OSError:
+        log.warning("a port of the kernel was taken while it restarted; using new ports")
+        reservation = PortReservation.new(info.ip, len(PORT_FIELDS))
+        ports: dict[Channel, int] = dict(zip(PORT_FIELDS, reservation.ports, strict=True))
+        return info.with_ports(ports), reservation
+
+
+def _remove_stale_ipc_files(info: ConnectionInfo) -> None:
+    if info.transport == "ipc":
+        for port in info.ports.values():
+            Path(f"{info.ip}-{port}").unlink(missing_ok=True)
+
+
+async def launch(
+    spec: LaunchSpec,
+    *,
+    kernel_id: str,
+    runtime_dir: Path,
+    connection_info: ConnectionInfo | None = None,
+    transport: Transport = "tcp",
+    ip: str = "127.0.0.1",
+    cwd: str | os.PathLike[str] | None = None,
+    launch_params: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    stderr: StderrSink | None = forward_to_stderr,
+) -> KernelProcess:
+    """Start the kernel ``spec`` describes; returns once the process exists.
+
+    ``connection_info`` given means relaunch with it (in-place restart).
+    ``env`` is the base environment (default: ours). Failing to start the
+    program raises LaunchError; readiness is the caller's to wait for.
+    """
+    runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if connection_info is None:
+        info, reservation = new_connection_info(
+            kernel_id=kernel_id,
+            runtime_dir=runtime_dir,
+            transport=transport,
+            ip=ip,
+            kernel_name=spec.kernel_name,
+        )
+    else:
+        info, reservation = _reserve_again(connection_info)
+    _remove_stale_ipc_files(info)
+    connection_file = connection_file_path(runtime_dir, kernel_id)
+    try:
+        write_connection_file(connection_file, info)
+        argv = format_argv(
+            spec.argv,
+            connection_file=str(connection_file),
+            resource_dir=spec.resource_dir,
+            launch_params=launch_params,
+        )
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(stderr)
+        try:
+            transport_, _ = await loop.subprocess_exec(
+                lambda: protocol,
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=None,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=kernel_env(
+                    env if env is not None else os.environ, spec.env, parent_pid=os.getpid()
+                ),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LaunchError(
+                f"cannot start kernel {argv[0]!r}: {exc.strerror or exc}", argv=argv
+            ) from exc
+    except BaseException:
+        if reservation is not None:
+            reservation.release()
+        if connection_info is None:
+            connection_file.unlink(missing_ok=True)
+        raise
+    return KernelProcess(
+        transport=transport_,
+        protocol=protocol,
+        argv=argv,
+        launch_spec=spec,
+        connection_info=info,
+        connection_file=connection_file,
+        reservation=reservation,
+    )

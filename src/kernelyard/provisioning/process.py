@@ -1,0 +1,178 @@
+"""KernelProcess: one launched kernel process and the files it owns.
+
+The process runs in its own session, so its process group is its pid, and
+every signal goes to the whole group: a kernel's own children are interrupted
+and killed with it. asyncio's subprocess transport reaps the process the
+moment it exits, so there is never a zombie, and :meth:`wait` wakes on that
+event, not by polling.
+
+The kernel's stderr is forwarded as it arrives (to our stderr by default) and
+the last few KiB are kept, so a kernel that dies while starting can be
+reported with the reason it printed.
+
+This is the "manager" of jupyter_kernel_mgmt's ``launch()``: process work only
+(alive, wait, signal, interrupt, kill, cleanup). Messages are not its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning.ports import PortReservation
+from kernelyard.wire.connection import ConnectionInfo
+
+__all__ = ["KernelProcess", "StderrSink", "forward_to_stderr"]
+
+log = logging.getLogger(__name__)
+
+StderrSink = Callable[[bytes], None]
+_TAIL_BYTES = 8192
+
+
+def forward_to_stderr(data: bytes) -> None:
+    """The default sink: the kernel's stderr goes to ours, as if inherited."""
+    with contextlib.suppress(OSError):
+        os.write(2, data)
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    """Receives the kernel's stderr and its exit, as loop callbacks (no task needed)."""
+
+    def __init__(self, sink: StderrSink | None) -> None:
+        self._sink = sink
+        self.tail = bytearray()
+        self.exited = asyncio.Event()
+        self.stderr_closed = asyncio.Event()
+        self.exit_callbacks: list[Callable[[], None]] = []
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        if self._sink is not None:
+            self._sink(chunk)
+        self.tail += chunk
+        del self.tail[:-_TAIL_BYTES]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.stderr_closed.set()
+
+    def process_exited(self) -> None:
+        self.exited.set()
+        for callback in list(self.exit_callbacks):
+            try:
+                callback()
+            except Exception:  # one broken listener must not hide the exit from others
+                log.exception("kernel exit callback failed")
+
+
+class KernelProcess:
+    """A running (or finished) kernel process launched by a provisioner."""
+
+    def __init__(
+        self,
+        *,
+        transport: asyncio.SubprocessTransport,
+        protocol: _Protocol,
+        argv: list[str],
+        launch_spec: LaunchSpec,
+        connection_info: ConnectionInfo,
+        connection_file: Path,
+        reservation: PortReservation | None,
+    ) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.pid: int = transport.get_pid()
+        self.argv = argv
+        self.launch_spec = launch_spec
+        self.connection_info = connection_info
+        self.connection_file = connection_file
+        self._reservation = reservation
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: killed by that signal), or None while running."""
+        return self._transport.get_returncode()
+
+    def is_alive(self) -> bool:
+        return self.returncode is None
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; returns its exit code."""
+        await self._protocol.exited.wait()
+        code = self.returncode
+        assert code is not None  # set by the transport before process_exited
+        return code
+
+    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` in the event loop when the process exits; returns an undo."""
+        self._protocol.exit_callbacks.append(callback)
+        if self._protocol.exited.is_set():
+            asyncio.get_running_loop().call_soon(callback)
+
+        def remove() -> None:
+            if callback in self._protocol.exit_callbacks:
+                self._protocol.exit_callbacks.remove(callback)
+
+        return remove
+
+    async def stderr_tail(self, *, settle: float = 0.5) -> str:
+        """The last few KiB the kernel wrote to stderr (after it closed, or ``settle`` s)."""
+        with anyio.move_on_after(settle):
+            await self._protocol.stderr_closed.wait()
+        return self._protocol.tail.decode("utf-8", "replace")
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the kernel's process group; a no-op once it is gone."""
+        if self.returncode is not None:
+            return
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass  # exited between the check and the signal
+        except PermissionError:  # group unreachable (should not happen): the leader at least
+            os.kill(self.pid, signum)
+
+    def interrupt(self) -> None:
+        """SIGINT to the process group (the kernelspec's ``signal`` interrupt mode)."""
+        self.send_signal(signal.SIGINT)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def release_ports(self) -> None:
+        """The kernel has bound its ports: stop holding them (idempotent)."""
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def ipc_files(self) -> list[Path]:
+        info = self.connection_info
+        if info.transport != "ipc":
+            return []
+        return [Path(f"{info.ip}-{port}") for port in info.ports.values() if port]
+
+    def cleanup(self, *, remove_connection_file: bool = True) -> None:
+        """Release ports, close the transport, remove ipc socket files and (unless told
+        otherwise, as for a restart) the connection file. Call after the process exited.
+        """
+        self.release_ports()
+        if self.returncode is None:
+            log.warning("cleaning up kernel process %d while it still runs; killing it", self.pid)
+            self.kill()
+        self._transport.close()
+        paths = self.ipc_files()
+        if remove_connection_file:
+            paths.append(self.connection_file)
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -1,0 +1,51 @@
+"""Opening the client side of a kernel's sockets.
+
+shell, control and stdin are DEALERs sharing one routing identity (the
+kernel sends ``input_request`` on stdin to the identity that sent the
+execute on shell); iopub is a SUB subscribed to everything *before* it
+connects, so nothing published after the connection is missed; the
+heartbeat is a REQ (see :mod:`.heartbeat`).
+"""
+
+from __future__ import annotations
+
+import zmq
+import zmq.asyncio
+
+from kernelyard.transport.stream import ChannelStream, map_zmq_errors
+from kernelyard.wire.channel import Channel
+from kernelyard.wire.connection import ConnectionInfo
+
+__all__ = ["context", "open_channel"]
+
+_SOCKET_TYPES = {
+    Channel.SHELL: zmq.DEALER,
+    Channel.CONTROL: zmq.DEALER,
+    Channel.STDIN: zmq.DEALER,
+    Channel.IOPUB: zmq.SUB,
+    Channel.HEARTBEAT: zmq.REQ,
+}
+
+
+def context() -> zmq.asyncio.Context:
+    """The process-wide asyncio ZeroMQ context."""
+    return zmq.asyncio.Context.instance()
+
+
+def open_channel(
+    info: ConnectionInfo, channel: Channel, *, identity: bytes | None = None
+) -> ChannelStream:
+    """A connected client socket for ``channel`` of the kernel ``info`` describes."""
+    with map_zmq_errors(channel):
+        socket = context().socket(_SOCKET_TYPES[channel])
+        try:
+            socket.linger = 0
+            if identity is not None and channel is not Channel.IOPUB:
+                socket.setsockopt(zmq.IDENTITY, identity)
+            if channel is Channel.IOPUB:
+                socket.setsockopt(zmq.SUBSCRIBE, b"")
+            socket.connect(info.endpoint(channel))
+        except BaseException:
+            socket.close(linger=0)
+            raise
+    return ChannelStream(socket, channel)
