@@ -30,7 +30,7 @@ import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -50,6 +50,7 @@ from kernelyard.errors import (
 )
 from kernelyard.transport import ChannelStream, Heartbeat, open_channel
 from kernelyard.wire import (
+    MESSAGE_CHANNELS,
     Channel,
     ConnectionInfo,
     Message,
@@ -107,7 +108,7 @@ class KernelClient:
         self._streams: dict[Channel, ChannelStream] = {}
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._routes: dict[str, MemoryObjectSendStream[Message]] = {}
-        self._subscribers: set[MemoryObjectSendStream[Message]] = set()
+        self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
         self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](math.inf)
         self._probes: set[str] = set()
         self._iopub_live = anyio.Event()
@@ -172,7 +173,7 @@ class KernelClient:
         self._fail_pending(ChannelClosed("the client was closed"))
         for stream in self._subscribers:
             stream.close()
-        self._subscribers.clear()
+        self._subscribers = {}
         self._stdin_send.close()
 
     # -- death and rebirth -----------------------------------------------------
@@ -218,6 +219,7 @@ class KernelClient:
     def _dispatch(self, msg: Message) -> None:
         parent = msg.parent_msg_id
         channel = msg.channel
+        self._broadcast(msg)
         if channel is Channel.IOPUB:
             self._on_iopub(msg)
         elif channel is Channel.STDIN:
@@ -248,23 +250,34 @@ class KernelClient:
         route = self._routes.get(msg.parent_msg_id or "")
         if route is not None:
             route.send_nowait(msg)
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.send_nowait(msg)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(subscriber)
+
+    def _broadcast(self, msg: Message) -> None:
+        for subscriber, channels in list(self._subscribers.items()):
+            if msg.channel in channels:
+                try:
+                    subscriber.send_nowait(msg)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._subscribers.pop(subscriber, None)
 
     @asynccontextmanager
-    async def iopub(self) -> AsyncIterator[MemoryObjectReceiveStream[Message]]:
-        """Every IOPub message from now until the block ends, in order, none dropped."""
+    async def subscribe(
+        self, channels: frozenset[Channel] = MESSAGE_CHANNELS
+    ) -> AsyncIterator[MemoryObjectReceiveStream[Message]]:
+        """Every message arriving on ``channels`` from now until the block ends, in order,
+        none dropped (also those that answer a request or feed an execute_interactive).
+        """
         send, receive = anyio.create_memory_object_stream[Message](math.inf)
-        self._subscribers.add(send)
+        self._subscribers[send] = channels
         try:
             async with receive:
                 yield receive
         finally:
-            self._subscribers.discard(send)
+            self._subscribers.pop(send, None)
             send.close()
+
+    def iopub(self) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[Message]]:
+        """Every IOPub message from now until the block ends, in order, none dropped."""
+        return self.subscribe(frozenset({Channel.IOPUB}))
 
     async def stdin_requests(self) -> Message:
         """The next ``input_request`` that no :meth:`execute_interactive` is handling."""

@@ -81,10 +81,12 @@ class KernelManager:
         self.kill_grace = kill_grace
         self.connection_info: ConnectionInfo | None = None
         self.process: KernelProcess | None = None
-        self._lifecycle = Lifecycle(self.kernel_id)
+        self._lifecycle = Lifecycle(self.kernel_id, self._state_changed)
         self._lock = anyio.Lock()
         self._clients: weakref.WeakSet[KernelClient] = weakref.WeakSet()
-        self._died = anyio.Event()
+        self._changed = anyio.Event()
+        self._death_reason: str | None = None
+        #: Why the kernel is DEAD (None otherwise).
         self.death: KernelDied | None = None
 
     # -- state ------------------------------------------------------------------
@@ -107,12 +109,28 @@ class KernelManager:
             raise InvalidState(f"kernel {self.kernel_id} was never started")
         return await self.process.wait()
 
-    async def wait_for_death(self) -> KernelDied:
-        """Wait until the kernel dies without being asked to (the restarter's cue)."""
-        event = self._died
-        await event.wait()
-        assert self.death is not None
-        return self.death
+    def _state_changed(self, previous: KernelState, state: KernelState) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def wait_for_change(self) -> KernelState:
+        """Wait for the next state change; returns the new state."""
+        await self._changed.wait()
+        return self.state
+
+    async def wait_for_death(self) -> KernelDied | None:
+        """Wait until the kernel dies on its own (returns why) or is stopped (returns None)."""
+        while self.state not in (KernelState.DEAD, KernelState.STOPPED):
+            await self.wait_for_change()
+        return self.death if self.state is KernelState.DEAD else None
+
+    def declare_dead(self, reason: str) -> None:
+        """The kernel no longer answers although its process lives: kill it, and let the
+        exit make it DEAD with ``reason`` (the restarter's heartbeat verdict).
+        """
+        if self.state is KernelState.RUNNING and self.process is not None:
+            self._death_reason = reason
+            self.process.kill()
 
     def _on_exit(self, process: KernelProcess) -> None:
         """Loop callback: a kernel process exited."""
@@ -120,16 +138,22 @@ class KernelManager:
             return  # a previous incarnation, already dealt with
         if self.state not in (KernelState.STARTING, KernelState.RUNNING):
             return  # on purpose: shutting down, restarting or already dead
-        self._lifecycle.move(KernelState.DEAD)
-        self.death = KernelDied(
-            f"kernel {self.kernel_id} exited with code {process.returncode}",
-            kernel_id=self.kernel_id,
-            exit_code=process.returncode,
+        reason = self._death_reason or f"exited with code {process.returncode}"
+        self._death_reason = None
+        self._die(
+            KernelDied(
+                f"kernel {self.kernel_id} {reason}",
+                kernel_id=self.kernel_id,
+                exit_code=process.returncode,
+            )
         )
-        log.warning("%s", self.death)
+
+    def _die(self, death: KernelDied) -> None:
+        self.death = death
+        log.warning("%s", death)
+        self._lifecycle.move(KernelState.DEAD)
         for client in list(self._clients):
-            client.kernel_died(self.death)
-        self._died.set()
+            client.kernel_died(death)
 
     # -- clients -------------------------------------------------------------------
 
@@ -179,9 +203,15 @@ class KernelManager:
         )
         self.connection_info, self.process = info, process
         self.death = None
-        self._died = anyio.Event()
         process.on_exit(lambda: self._on_exit(process))
-        await self._await_answer(process)
+        try:
+            await self._await_answer(process)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                process.kill()
+                await process.wait()
+                process.cleanup(remove_connection_file=False)
+            raise
         process.release_ports()
 
     async def _await_answer(self, process: KernelProcess) -> None:
@@ -278,12 +308,12 @@ class KernelManager:
                 await self._stop_process(graceful=not now, restart=True)
                 await self._launch(info)
             except BaseException as exc:
-                self._lifecycle.move(KernelState.DEAD)
-                self.death = KernelDied(
-                    f"kernel {self.kernel_id} failed to restart: {exc}", kernel_id=self.kernel_id
+                self._die(
+                    KernelDied(
+                        f"kernel {self.kernel_id} failed to restart: {exc}",
+                        kernel_id=self.kernel_id,
+                    )
                 )
-                for client in list(self._clients):
-                    client.kernel_died(self.death)
                 raise
             self._lifecycle.move(KernelState.RUNNING)
             for client in list(self._clients):

@@ -7,6 +7,7 @@ restarter only acts on a kernel that is DEAD.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 from kernelyard.errors import InvalidState
@@ -44,9 +45,12 @@ TRANSITIONS: dict[KernelState, frozenset[KernelState]] = {
 class Lifecycle:
     """Holds the current state and allows only the moves in TRANSITIONS."""
 
-    def __init__(self, kernel_id: str) -> None:
+    def __init__(
+        self, kernel_id: str, on_change: Callable[[KernelState, KernelState], None] | None = None
+    ) -> None:
         self.kernel_id = kernel_id
         self.state = KernelState.NEW
+        self._on_change = on_change
 
     def can_move(self, to: KernelState) -> bool:
         return to in TRANSITIONS[self.state]
@@ -58,4 +62,6 @@ class Lifecycle:
                 f"kernel {self.kernel_id}: cannot go from {self.state.value} to {to.value}"
             )
         previous, self.state = self.state, to
+        if self._on_change is not None:
+            self._on_change(previous, to)
         return previous

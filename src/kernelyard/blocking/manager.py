@@ -1,0 +1,177 @@
+"""BlockingKernelManager and BlockingMultiKernelManager: the managers, one blocking call each."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from functools import partial
+from types import TracebackType
+from typing import Any, Self
+
+from kernelyard.backend import KernelModel
+from kernelyard.blocking.client import BlockingKernelClient
+from kernelyard.blocking.portal import build, call, portal
+from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
+from kernelyard.wire import ConnectionInfo
+
+__all__ = ["BlockingKernelManager", "BlockingMultiKernelManager"]
+
+
+class BlockingKernelManager:
+    """A blocking KernelManager; see it for what each method does."""
+
+    def __init__(self, type_id: str = "python3", **options: Any) -> None:
+        self.async_manager: KernelManager = build(partial(KernelManager, type_id, **options))
+
+    @property
+    def kernel_id(self) -> str:
+        return self.async_manager.kernel_id
+
+    @property
+    def state(self) -> KernelState:
+        return self.async_manager.state
+
+    @property
+    def connection_info(self) -> ConnectionInfo | None:
+        return self.async_manager.connection_info
+
+    def is_alive(self) -> bool:
+        return self.async_manager.is_alive()
+
+    def client(self, **options: Any) -> BlockingKernelClient:
+        """A blocking client that learns at once when the kernel dies or restarts."""
+        return BlockingKernelClient(client=build(partial(self.async_manager.client, **options)))
+
+    def start(self) -> None:
+        return call(self.async_manager.start)
+
+    def wait(self) -> int:
+        return call(self.async_manager.wait)
+
+    def shutdown(self, *, now: bool = False) -> None:
+        return call(partial(self.async_manager.shutdown, now=now))
+
+    def kill(self) -> None:
+        return call(self.async_manager.kill)
+
+    def restart(self, *, now: bool = False, newports: bool = False) -> None:
+        return call(partial(self.async_manager.restart, now=now, newports=newports))
+
+    def interrupt(self, *, timeout: float = 5.0) -> None:
+        return call(partial(self.async_manager.interrupt, timeout=timeout))
+
+    def signal(self, signum: int = signal.SIGINT) -> None:
+        return build(partial(self.async_manager.signal, signum))
+
+    def wait_for_change(self) -> KernelState:
+        return call(self.async_manager.wait_for_change)
+
+    def cleanup(self) -> None:
+        return build(self.async_manager.cleanup)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+class BlockingMultiKernelManager:
+    """A blocking MultiKernelManager. Open on creation (its restarters run on the loop);
+    close with :meth:`close` or use ``with``.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.async_manager: MultiKernelManager = build(partial(MultiKernelManager, **options))
+        self._opened: AbstractContextManager[MultiKernelManager] | None = (
+            portal().wrap_async_context_manager(self.async_manager)
+        )
+        self._opened.__enter__()
+
+    def close(self) -> None:
+        """Shut every kernel down and stop supervising (idempotent)."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.__exit__(None, None, None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __contains__(self, kernel_id: object) -> bool:
+        return kernel_id in self.async_manager
+
+    def __len__(self) -> int:
+        return len(self.async_manager)
+
+    def list_kernel_ids(self) -> list[str]:
+        return self.async_manager.list_kernel_ids()
+
+    def get_kernel(self, kernel_id: str) -> KernelManager:
+        return self.async_manager.get_kernel(kernel_id)
+
+    def client(self, kernel_id: str, **options: Any) -> BlockingKernelClient:
+        """A blocking client of one of the kernels."""
+        manager = self.async_manager.get_kernel(kernel_id)
+        return BlockingKernelClient(client=build(partial(manager.client, **options)))
+
+    def remove_kernel(self, kernel_id: str) -> KernelManager:
+        return self.async_manager.remove_kernel(kernel_id)
+
+    def start_kernel(
+        self,
+        type_id: str | None = None,
+        *,
+        kernel_id: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        launch_params: Mapping[str, object] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        return call(
+            partial(
+                self.async_manager.start_kernel,
+                type_id,
+                kernel_id=kernel_id,
+                cwd=cwd,
+                launch_params=launch_params,
+                env=env,
+            )
+        )
+
+    def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
+        return call(partial(self.async_manager.shutdown_kernel, kernel_id, now=now))
+
+    def restart_kernel(self, kernel_id: str, *, now: bool = False, newports: bool = False) -> None:
+        return call(
+            partial(self.async_manager.restart_kernel, kernel_id, now=now, newports=newports)
+        )
+
+    def interrupt_kernel(self, kernel_id: str) -> None:
+        return call(partial(self.async_manager.interrupt_kernel, kernel_id))
+
+    def signal_kernel(self, kernel_id: str, signum: int) -> None:
+        return build(partial(self.async_manager.signal_kernel, kernel_id, signum))
+
+    def shutdown_all(self, *, now: bool = False) -> None:
+        return call(partial(self.async_manager.shutdown_all, now=now))
+
+    def list_kernels(self) -> list[KernelModel]:
+        return call(self.async_manager.list_kernels)
+
+    def kernel_model(self, kernel_id: str) -> KernelModel:
+        return call(partial(self.async_manager.kernel_model, kernel_id))
