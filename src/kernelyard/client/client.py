@@ -109,7 +109,8 @@ class KernelClient:
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._routes: dict[str, MemoryObjectSendStream[Message]] = {}
         self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
-        self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._stdin_send: MemoryObjectSendStream[Message] | None = None
+        self._stdin_receive: MemoryObjectReceiveStream[Message] | None = None
         self._probes: set[str] = set()
         self._iopub_live = anyio.Event()
         self._dead: KernelDied | None = None
@@ -134,6 +135,9 @@ class KernelClient:
             raise InvalidState("client is already open")
         stack = AsyncExitStack()
         try:
+            self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](
+                math.inf
+            )
             identity = self.session.encode()
             for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
                 self._streams[channel] = open_channel(
@@ -174,7 +178,9 @@ class KernelClient:
         for stream in self._subscribers:
             stream.close()
         self._subscribers = {}
-        self._stdin_send.close()
+        if self._stdin_send is not None and self._stdin_receive is not None:
+            self._stdin_send.close()
+            self._stdin_receive.close()
 
     # -- death and rebirth -----------------------------------------------------
 
@@ -223,9 +229,10 @@ class KernelClient:
         if channel is Channel.IOPUB:
             self._on_iopub(msg)
         elif channel is Channel.STDIN:
-            route = self._routes.get(parent or "")
+            route = self._routes.get(parent or "") or self._stdin_send
             try:
-                (route or self._stdin_send).send_nowait(msg)
+                if route is not None:
+                    route.send_nowait(msg)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 log.warning("input_request %s arrived after its request ended", msg.msg_id)
             return
@@ -281,9 +288,11 @@ class KernelClient:
 
     async def stdin_requests(self) -> Message:
         """The next ``input_request`` that no :meth:`execute_interactive` is handling."""
+        if self._stdin_receive is None:
+            raise InvalidState("the client is not open: use 'async with KernelClient(...)'")
         try:
             return await self._stdin_receive.receive()
-        except anyio.EndOfStream:
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise ChannelClosed("the client was closed") from None
 
     # -- sending ------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""``kernelyard run KERNEL (-c CODE | FILE)``: run code in a fresh kernel, show what it prints.
+
+Streams stdout and stderr as they come, shows results and displays as text,
+prints tracebacks, and exits 1 when the code raised. Ctrl-C interrupts the
+kernel (the code stops, the command reports it); a second Ctrl-C quits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from kernelyard.client import TextOutput
+from kernelyard.manager import KernelManager
+from kernelyard.wire import Message
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run code in a fresh kernel and show its output",
+        description="Start KERNEL, run CODE or FILE in it, show the output, shut it down. "
+        "Exits 1 if the code raised. Ctrl-C interrupts the kernel.",
+    )
+    parser.add_argument("kernel", metavar="KERNEL", help="kernel type id, such as python3")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-c", "--code", help="the code to run")
+    source.add_argument("file", nargs="?", metavar="FILE", help="a file whose code to run")
+    parser.add_argument(
+        "--transport",
+        choices=["ipc", "tcp"],
+        default="ipc",
+        help="how to reach the kernel (default: %(default)s; ipc stays on this machine)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="give up after this many seconds"
+    )
+    parser.set_defaults(run=run)
+
+
+def _read_line(request: Message) -> str:
+    """Answer the kernel's input() from our stdin (the prompt goes to stdout)."""
+    sys.stdout.write(str(request.content.get("prompt", "")))
+    sys.stdout.flush()
+    return sys.stdin.readline().rstrip("\n")
+
+
+async def _interrupt_on_ctrl_c(manager: KernelManager, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        interrupted = False
+        async for _ in signals:
+            if interrupted:  # the second Ctrl-C: stop waiting for the kernel
+                scope.cancel()
+                return
+            interrupted = True
+            print("\nkernelyard: interrupting the kernel (Ctrl-C again to quit)", file=sys.stderr)
+            await manager.interrupt()
+
+
+async def _run(args: argparse.Namespace, code: str) -> int:
+    output = TextOutput()
+    reply: Message | None = None
+    async with KernelManager(args.kernel, transport=args.transport) as manager:
+        async with manager.client() as client, anyio.create_task_group() as tg:
+            await client.wait_for_ready(timeout=60)
+            tg.start_soon(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
+            reply = await client.execute_interactive(
+                code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout
+            )
+            tg.cancel_scope.cancel()
+    if reply is None:  # quit with a second Ctrl-C
+        return 130
+    status = reply.content.get("status")
+    return 0 if status == "ok" and not output.errors else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.code is not None:
+        code = args.code
+    else:
+        try:
+            code = Path(args.file).read_text()
+        except OSError as exc:
+            print(f"kernelyard: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+    return anyio.run(_run, args, code)
