@@ -261,11 +261,10 @@ async def test_closed_and_unopened_clients(manager: KernelManager) -> None:
         except ChannelClosed as exc:
             outcome.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        async with client:
-            tg.start_soon(wait_forever)
-            await pending.wait()
-            await anyio.sleep(0.1)
+    async with anyio.create_task_group() as tg, client:
+        tg.start_soon(wait_forever)
+        await pending.wait()
+        await anyio.sleep(0.1)
         # closing the client fails the call still waiting in the other task
     assert len(outcome) == 1
     with pytest.raises(InvalidState):
