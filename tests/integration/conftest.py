@@ -98,9 +98,11 @@ def no_leaked_descriptors() -> Iterator[None]:
     # Warm up what lives for the whole process: the zmq context and its I/O thread.
     import zmq
 
+    from kernelyard.blocking.portal import portal
     from kernelyard.transport import context
 
     context().socket(zmq.DEALER).close(linger=0)
+    portal()  # the blocking API's loop thread lives as long as the process
     before = _open_fds()
     yield
     deadline = time.monotonic() + 5

@@ -13,6 +13,7 @@ from typing import Any, Self
 from kernelyard.backend import KernelModel
 from kernelyard.blocking.client import BlockingKernelClient
 from kernelyard.blocking.portal import build, call, portal
+from kernelyard.errors import KernelDied
 from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
 from kernelyard.wire import ConnectionInfo
 
@@ -67,6 +68,9 @@ class BlockingKernelManager:
 
     def wait_for_change(self) -> KernelState:
         return call(self.async_manager.wait_for_change)
+
+    def wait_for_death(self) -> KernelDied | None:
+        return call(self.async_manager.wait_for_death)
 
     def cleanup(self) -> None:
         return build(self.async_manager.cleanup)

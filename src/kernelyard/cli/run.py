@@ -67,14 +67,17 @@ async def _interrupt_on_ctrl_c(manager: KernelManager, scope: anyio.CancelScope)
 async def _run(args: argparse.Namespace, code: str) -> int:
     output = TextOutput()
     reply: Message | None = None
-    async with KernelManager(args.kernel, transport=args.transport) as manager:
-        async with manager.client() as client, anyio.create_task_group() as tg:
-            await client.wait_for_ready(timeout=60)
-            tg.start_soon(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
-            reply = await client.execute_interactive(
-                code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout
-            )
-            tg.cancel_scope.cancel()
+    async with (
+        KernelManager(args.kernel, transport=args.transport) as manager,
+        manager.client() as client,
+        anyio.create_task_group() as tg,
+    ):
+        await client.wait_for_ready(timeout=60)
+        tg.start_soon(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
+        reply = await client.execute_interactive(
+            code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout
+        )
+        tg.cancel_scope.cancel()
     if reply is None:  # quit with a second Ctrl-C
         return 130
     status = reply.content.get("status")

@@ -70,12 +70,13 @@ def _reserve_again(info: ConnectionInfo) -> tuple[ConnectionInfo, PortReservatio
     if info.transport == "ipc":
         return info, None
     try:
-        return info, PortReservation.exact(info.ip, list(info.ports.values()))
+        # Port 0 (a restart asking for new ports) gets a fresh port from the OS.
+        reservation = PortReservation.exact(info.ip, list(info.ports.values()))
     except OSError:
         log.warning("a port of the kernel was taken while it restarted; using new ports")
         reservation = PortReservation.new(info.ip, len(PORT_FIELDS))
-        ports: dict[Channel, int] = dict(zip(PORT_FIELDS, reservation.ports, strict=True))
-        return info.with_ports(ports), reservation
+    ports: dict[Channel, int] = dict(zip(PORT_FIELDS, reservation.ports, strict=True))
+    return info.with_ports(ports), reservation
 
 
 def _remove_stale_ipc_files(info: ConnectionInfo) -> None:

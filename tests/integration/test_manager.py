@@ -1,0 +1,345 @@
+"""KernelManager, KernelRestarter and MultiKernelManager on real processes, faults included."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kernelyard.discovery import KernelFinder
+from kernelyard.errors import InvalidState, KernelDied, LaunchError, NoSuchKernel
+from kernelyard.manager import (
+    KernelManager,
+    KernelRestarter,
+    KernelState,
+    MultiKernelManager,
+    RestartEvent,
+    run_kernel,
+    start_kernel,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def quiet(finder: KernelFinder, type_id: str = "python3", **options: object) -> KernelManager:
+    return KernelManager(type_id, finder=finder, stderr=None, **options)  # type: ignore[arg-type]
+
+
+async def test_start_writes_a_private_connection_file_and_shutdown_removes_it(
+    finder: KernelFinder, runtime_dir: Path
+) -> None:
+    km = quiet(finder)
+    assert km.state is KernelState.NEW
+    await km.start()
+    assert km.state is KernelState.RUNNING
+    assert km.is_alive()
+    assert km.process is not None
+    path = km.process.connection_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
+    env = Path(f"/proc/{km.process.pid}/environ").read_bytes().split(b"\0")
+    assert f"JPY_PARENT_PID={os.getpid()}".encode() in env
+    assert os.getpgid(km.process.pid) == km.process.pid  # its own process group
+    started = time.monotonic()
+    await km.shutdown()
+    assert time.monotonic() - started < 2.0
+    assert km.state is KernelState.STOPPED
+    assert not path.exists()
+    assert km.process.returncode == 0  # it exited on its own after shutdown_reply
+    await km.shutdown()  # idempotent
+
+
+async def test_ipc_socket_files_are_removed(finder: KernelFinder) -> None:
+    async with quiet(finder, transport="ipc") as km:
+        assert km.process is not None
+        files = km.process.ipc_files()
+        assert len(files) == 5
+        assert all(f.exists() for f in files)
+    assert not any(f.exists() for f in files)
+
+
+async def test_restart_in_place_keeps_id_ports_and_file(finder: KernelFinder) -> None:
+    async with quiet(finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        assert km.process is not None
+        assert km.connection_info is not None
+        before = (km.process.pid, km.connection_info, km.process.connection_file.read_bytes())
+        await kc.execute("state = 1", timeout=30)
+        await km.restart()
+        assert km.state is KernelState.RUNNING
+        assert km.process.pid != before[0]
+        assert km.connection_info == before[1]
+        assert km.process.connection_file.read_bytes() == before[2]
+        await kc.wait_for_ready(timeout=30)
+        reply = await kc.execute("state", timeout=30)  # a fresh interpreter
+        assert reply.content["ename"] == "NameError"
+
+
+async def test_restart_with_new_ports(finder: KernelFinder) -> None:
+    async with quiet(finder) as km:
+        assert km.connection_info is not None
+        old = km.connection_info
+        await km.restart(newports=True)
+        assert km.connection_info.key == old.key
+        assert set(km.connection_info.ports.values()).isdisjoint(old.ports.values())
+        async with km.client() as kc:
+            await kc.wait_for_ready(timeout=30)
+
+
+async def test_kernel_exiting_at_start_is_a_launch_error_with_its_stderr(
+    finder: KernelFinder,
+) -> None:
+    km = quiet(finder, "exits-at-start")
+    started = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        await km.start()
+    assert time.monotonic() - started < 5
+    assert info.value.exit_code == 3
+    assert "cannot bind the shell port" in info.value.stderr_tail
+    assert "cannot bind the shell port" in str(info.value)
+    assert km.state is KernelState.STOPPED
+
+
+async def test_missing_program_is_a_launch_error(finder: KernelFinder) -> None:
+    with pytest.raises(LaunchError, match="cannot start kernel") as info:
+        await quiet(finder, "no-such-program").start()
+    assert info.value.argv is not None
+
+
+async def test_a_kernel_ignoring_shutdown_is_killed_within_the_bound(finder: KernelFinder) -> None:
+    km = quiet(finder, "stubborn", shutdown_timeout=1.0, kill_grace=0.5)
+    await km.start()
+    started = time.monotonic()
+    await km.shutdown()
+    elapsed = time.monotonic() - started
+    assert km.process is not None
+    assert km.process.returncode == -signal.SIGKILL
+    assert elapsed < 1.0 + 0.5 + 1.0
+
+
+async def test_kill_minus_nine_fails_pending_calls_at_once(finder: KernelFinder) -> None:
+    async with quiet(finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        failures: list[tuple[type[BaseException], float]] = []
+
+        async def long_call() -> None:
+            try:
+                await kc.execute("import time; time.sleep(30)")
+            except KernelDied as exc:
+                failures.append((type(exc), time.monotonic()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_call)
+            await anyio.sleep(0.3)
+            assert km.process is not None
+            killed_at = time.monotonic()
+            os.kill(km.process.pid, signal.SIGKILL)
+        assert failures
+        assert failures[0][1] - killed_at < 0.5
+        assert km.state is KernelState.DEAD
+        assert km.death is not None
+        assert km.death.exit_code == -signal.SIGKILL
+        with pytest.raises(KernelDied):  # and new calls fail at once too
+            await kc.kernel_info()
+
+
+async def test_restarter_brings_a_killed_kernel_back(finder: KernelFinder) -> None:
+    events: list[tuple[str, RestartEvent]] = []
+    async with quiet(finder) as km, km.client() as kc, anyio.create_task_group() as tg:
+        restarter = KernelRestarter(
+            km,
+            on_died=lambda e: events.append(("died", e)),
+            on_restarted=lambda e: events.append(("restarted", e)),
+            on_failed=lambda e: events.append(("failed", e)),
+        )
+        tg.start_soon(restarter.run)
+        await kc.wait_for_ready(timeout=30)
+        assert km.process is not None
+        os.kill(km.process.pid, signal.SIGKILL)
+        with anyio.fail_after(30):
+            while [kind for kind, _ in events] != ["died", "restarted"]:
+                await km.wait_for_change()
+        assert km.state is KernelState.RUNNING
+        assert events[0][1].exit_code == -signal.SIGKILL
+        assert events[1][1].attempt == 1
+        await kc.wait_for_ready(timeout=30)
+        assert (await kc.execute("1", timeout=30)).content["status"] == "ok"
+        await km.shutdown()  # on purpose: the restarter stops instead of reviving it
+    assert km.state is KernelState.STOPPED
+    assert [kind for kind, _ in events] == ["died", "restarted"]
+
+
+async def test_restarter_gives_up_after_exactly_restart_limit_attempts(
+    finder: KernelFinder, kernels_dir: Path
+) -> None:
+    events: list[tuple[str, RestartEvent]] = []
+    km = quiet(finder)
+    await km.start()
+    # From now on the kernel type fails at every start.
+    (kernels_dir / "python3" / "kernel.json").write_text(
+        '{"argv": ["' + sys.executable + '", "-c", "raise SystemExit(7)"]}'
+    )
+    restarter = KernelRestarter(
+        km,
+        restart_limit=3,
+        on_died=lambda e: events.append(("died", e)),
+        on_restarted=lambda e: events.append(("restarted", e)),
+        on_failed=lambda e: events.append(("failed", e)),
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(restarter.run)
+        assert km.process is not None
+        km.process.kill()
+    assert [kind for kind, _ in events] == ["died", "failed"]
+    assert events[1][1].attempt == 3
+    assert "exited with code 7" in (events[1][1].error or "")
+    assert km.state is KernelState.DEAD
+    await km.shutdown()
+    assert km.state is KernelState.STOPPED
+
+
+async def test_heartbeat_silence_counts_as_death(finder: KernelFinder) -> None:
+    events: list[str] = []
+    async with quiet(finder) as km, anyio.create_task_group() as tg:
+        restarter = KernelRestarter(
+            km,
+            heartbeat_interval=0.2,
+            time_to_dead=1.0,
+            on_died=lambda e: events.append(e.reason),
+        )
+        tg.start_soon(restarter.run)
+        assert km.process is not None
+        await anyio.sleep(0.5)
+        km.process.send_signal(signal.SIGSTOP)  # alive but silent
+        with anyio.fail_after(20):
+            while km.state is not KernelState.RUNNING or not events:
+                await km.wait_for_change()
+        assert "heartbeat" in events[0]
+        tg.cancel_scope.cancel()
+
+
+async def test_interrupt_by_signal_and_by_message(finder: KernelFinder) -> None:
+    for type_id in ("python3", "python3-message"):
+        async with quiet(finder, type_id) as km, km.client() as kc:
+            await kc.wait_for_ready(timeout=30)
+            assert km.interrupt_mode == ("message" if type_id.endswith("message") else "signal")
+            async with anyio.create_task_group() as tg:
+
+                async def interrupt_soon() -> None:
+                    await anyio.sleep(0.5)
+                    await km.interrupt()
+
+                tg.start_soon(interrupt_soon)
+                reply = await kc.execute("import time; time.sleep(20)", timeout=15)
+            assert reply.content["ename"] == "KeyboardInterrupt"
+
+
+async def test_operations_in_the_wrong_state(finder: KernelFinder) -> None:
+    km = quiet(finder)
+    with pytest.raises(InvalidState):
+        await km.interrupt()
+    with pytest.raises(InvalidState):
+        await km.restart()
+    with pytest.raises(InvalidState):
+        km.client()
+    with pytest.raises(InvalidState):
+        await km.wait()
+    await km.shutdown()
+    assert km.state is KernelState.STOPPED
+    with pytest.raises(InvalidState, match="cannot go from stopped to starting"):
+        await km.start()
+
+
+async def test_run_kernel_and_start_kernel(finder: KernelFinder) -> None:
+    async with run_kernel("python3", finder=finder, stderr=None) as kc:
+        assert (await kc.execute("1", timeout=30)).content["status"] == "ok"
+    km, kc = await start_kernel("python3", finder=finder, stderr=None)
+    try:
+        assert (await kc.kernel_info()).content["status"] == "ok"
+    finally:
+        await kc.aclose()
+        await km.shutdown()
+
+
+async def test_twenty_concurrent_starts(finder: KernelFinder) -> None:
+    async with MultiKernelManager(finder=finder, manager_options={"stderr": None}) as mkm:
+        ids: list[str] = []
+
+        async def start() -> None:
+            ids.append(await mkm.start_kernel("python3"))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(start)
+        assert len(set(ids)) == 20
+        ports = [
+            port
+            for kid in ids
+            for port in (mkm.get_kernel(kid).connection_info.ports.values())  # type: ignore[union-attr]
+        ]
+        assert len(ports) == len(set(ports)) == 100
+        assert {m.state for m in await mkm.list_kernels()} == {"running"}
+        started = time.monotonic()
+        await mkm.shutdown_all()
+        assert len(mkm) == 0
+        assert time.monotonic() - started < 10
+
+
+async def test_multi_kernel_manager_by_id(finder: KernelFinder) -> None:
+    async with MultiKernelManager(finder=finder, manager_options={"stderr": None}) as mkm:
+        kid = await mkm.start_kernel(kernel_id="chosen-id")
+        assert kid == "chosen-id"
+        assert "chosen-id" in mkm
+        with pytest.raises(InvalidState, match="already in use"):
+            await mkm.start_kernel(kernel_id="chosen-id")
+        with pytest.raises(LaunchError):
+            await mkm.start_kernel("exits-at-start")
+        assert mkm.list_kernel_ids() == ["chosen-id"]
+        model = await mkm.kernel_model(kid)
+        assert (model.id, model.name, model.state) == ("chosen-id", "python3", "running")
+        await mkm.restart_kernel(kid)
+        async with mkm.open_channels(kid) as channels:
+            client_msg = mkm.get_kernel(kid).client().message("kernel_info_request")
+            await channels.send(client_msg)
+            with anyio.fail_after(30):
+                while True:
+                    msg = await channels.receive()
+                    if msg.msg_type == "kernel_info_reply":
+                        break
+        await mkm.interrupt_kernel(kid)
+        for missing in (mkm.get_kernel, mkm.remove_kernel):
+            with pytest.raises(NoSuchKernel):
+                missing("nope")
+        with pytest.raises(NoSuchKernel):
+            await mkm.shutdown_kernel("nope")
+        await mkm.shutdown_kernel(kid)
+        assert len(mkm) == 0
+    with pytest.raises(InvalidState, match="async with"):
+        await mkm.start_kernel()
+
+
+async def test_a_slow_start_does_not_block_another(finder: KernelFinder, kernels_dir: Path) -> None:
+    slow = kernels_dir / "slow"
+    slow.mkdir()
+    (slow / "kernel.json").write_text(
+        '{"argv": ["' + sys.executable + '", "-c", "import time; time.sleep(30)"]}'
+    )
+    async with (
+        MultiKernelManager(
+            finder=finder, manager_options={"stderr": None, "startup_timeout": 20}
+        ) as mkm,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(mkm.start_kernel, "slow")
+        await anyio.sleep(0.2)
+        started = time.monotonic()
+        fast = await mkm.start_kernel("python3")
+        assert time.monotonic() - started < 10
+        assert mkm.get_kernel(fast).state is KernelState.RUNNING
+        tg.cancel_scope.cancel()
