@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from functools import partial
 
-from . import bench_wire
+import anyio
+
+from . import bench_lifecycle, bench_wire
 from .harness import report
 
 
@@ -14,15 +17,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--rounds", type=int, default=15, help="A/B rounds per benchmark")
     parser.add_argument("--inner", type=int, default=2000, help="calls per round")
+    parser.add_argument("--pairs", type=int, default=5, help="kernel start/shutdown pairs")
+    parser.add_argument(
+        "--only", choices=["wire", "lifecycle"], default=None, help="run one group only"
+    )
     args = parser.parse_args()
     import jupyter_client
 
     print(f"Python {platform.python_version()} on {platform.machine()}, ", end="")
     print(f"jupyter_client {jupyter_client.__version__}; rounds={args.rounds} inner={args.inner}")
     print()
-    print("## Wire codec")
-    print()
-    print(report(bench_wire.run(rounds=args.rounds, inner=args.inner)))
+    if args.only in (None, "wire"):
+        print("## Wire codec")
+        print()
+        print(report(bench_wire.run(rounds=args.rounds, inner=args.inner)))
+        print()
+    if args.only in (None, "lifecycle"):
+        print("## Kernel lifecycle and client, on the same ipykernel")
+        print()
+        results = anyio.run(partial(bench_lifecycle.run, pairs=args.pairs))
+        print(bench_lifecycle.report(results))
     return 0
 
 

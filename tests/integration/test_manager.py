@@ -51,8 +51,17 @@ async def test_start_writes_a_private_connection_file_and_shutdown_removes_it(
     assert time.monotonic() - started < 2.0
     assert km.state is KernelState.STOPPED
     assert not path.exists()
-    assert km.process.returncode == 0  # it exited on its own after shutdown_reply
+    # It replied; then it was terminated rather than waited for (exit_grace=0).
+    assert km.process.returncode in (0, -signal.SIGTERM)
     await km.shutdown()  # idempotent
+
+
+async def test_exit_grace_lets_a_kernel_leave_by_itself(finder: KernelFinder) -> None:
+    km = quiet(finder, exit_grace=10.0)
+    await km.start()
+    await km.shutdown()
+    assert km.process is not None
+    assert km.process.returncode == 0
 
 
 async def test_ipc_socket_files_are_removed(finder: KernelFinder) -> None:

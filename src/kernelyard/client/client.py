@@ -40,6 +40,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from kernelyard.client import requests
+from kernelyard.client.execution import Execution
 from kernelyard.client.output import TextOutput
 from kernelyard.errors import (
     ChannelClosed,
@@ -107,7 +108,7 @@ class KernelClient:
         )
         self._streams: dict[Channel, ChannelStream] = {}
         self._pending: dict[str, asyncio.Future[Message]] = {}
-        self._routes: dict[str, MemoryObjectSendStream[Message]] = {}
+        self._executions: dict[str, Execution] = {}
         self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
         self._stdin_send: MemoryObjectSendStream[Message] | None = None
         self._stdin_receive: MemoryObjectReceiveStream[Message] | None = None
@@ -203,8 +204,8 @@ class KernelClient:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
-        for route in self._routes.values():
-            route.close()  # readers see the end of the stream and raise self._dead
+        for execution in self._executions.values():
+            execution.fail(error)
 
     # -- receiving --------------------------------------------------------------
 
@@ -212,51 +213,53 @@ class KernelClient:
         stream = self._streams[channel]
         while True:
             try:
-                frames = await stream.receive()
+                batch = await stream.receive_batch()
             except ChannelClosed:
                 return
-            try:
-                _, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
-            except RemoteProtocolError as exc:
-                log.warning("dropping an invalid message on %s: %s", channel.value, exc)
-                continue
-            self._dispatch(msg)
+            for frames in batch:
+                try:
+                    _, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
+                except RemoteProtocolError as exc:
+                    log.warning("dropping an invalid message on %s: %s", channel.value, exc)
+                    continue
+                self._dispatch(msg)
 
     def _dispatch(self, msg: Message) -> None:
+        self._broadcast(msg)
         parent = msg.parent_msg_id
         channel = msg.channel
-        self._broadcast(msg)
         if channel is Channel.IOPUB:
-            self._on_iopub(msg)
-        elif channel is Channel.STDIN:
-            route = self._routes.get(parent or "") or self._stdin_send
-            try:
-                if route is not None:
-                    route.send_nowait(msg)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                log.warning("input_request %s arrived after its request ended", msg.msg_id)
+            self._on_iopub(msg, parent)
+        execution = self._executions.get(parent) if parent is not None else None
+        if execution is not None:
+            execution.on_message(msg)
             return
-        if parent is None:
-            return
-        route = self._routes.get(parent)
-        if route is not None and channel is not Channel.IOPUB:
-            route.send_nowait(msg)
-        future = self._pending.get(parent)
-        if future is not None and channel is not Channel.IOPUB and not future.done():
-            future.set_result(msg)
-        elif channel in (Channel.SHELL, Channel.CONTROL) and future is None:
-            log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
+        if channel is Channel.STDIN:
+            self._unclaimed_input(msg)
+        elif channel is not Channel.IOPUB and parent is not None:
+            future = self._pending.get(parent)
+            if future is None:
+                log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
+            elif not future.done():
+                future.set_result(msg)
 
-    def _on_iopub(self, msg: Message) -> None:
-        if msg.msg_type == "iopub_welcome" or msg.parent_msg_id in self._probes:
-            self._iopub_live.set()
+    def _unclaimed_input(self, msg: Message) -> None:
+        """An input request for no execute_interactive: for :meth:`stdin_requests`."""
+        try:
+            if self._stdin_send is not None:
+                self._stdin_send.send_nowait(msg)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            log.warning("input_request %s arrived after the client closed", msg.msg_id)
+
+    def _on_iopub(self, msg: Message, parent: str | None) -> None:
         if msg.msg_type == "status":
             state = msg.content.get("execution_state")
             if isinstance(state, str):
                 self.execution_state = state
-        route = self._routes.get(msg.parent_msg_id or "")
-        if route is not None:
-            route.send_nowait(msg)
+        elif msg.msg_type == "iopub_welcome":
+            self._iopub_live.set()
+        if parent in self._probes:
+            self._iopub_live.set()
 
     def _broadcast(self, msg: Message) -> None:
         for subscriber, channels in list(self._subscribers.items()):
@@ -464,12 +467,13 @@ class KernelClient:
         )
         msg = self.message("execute_request", content, subshell_id=subshell_id)
         self._check_open()
-        send, receive = anyio.create_memory_object_stream[Message](math.inf)
-        self._routes[msg.msg_id] = send
+        execution = Execution(hook)
+        self._executions[msg.msg_id] = execution
         try:
             with anyio.fail_after(timeout):
                 await self.send(msg)
-                return await self._collect(receive, hook, stdin_hook)
+                while (request := await execution.next_event()) is not None:
+                    await self._answer_input(request, stdin_hook)
         except TimeoutError:
             raise ReplyTimeout(
                 f"execute did not finish within {timeout} s",
@@ -477,33 +481,10 @@ class KernelClient:
                 msg_type="execute_request",
             ) from None
         finally:
-            self._routes.pop(msg.msg_id, None)
-            send.close()
-            receive.close()
-
-    async def _collect(
-        self,
-        routed: MemoryObjectReceiveStream[Message],
-        output_hook: OutputHook,
-        stdin_hook: StdinHook | None,
-    ) -> Message:
-        reply: Message | None = None
-        idle = False
-        while reply is None or not idle:
-            try:
-                msg = await routed.receive()
-            except anyio.EndOfStream:
-                raise self._dead or ChannelClosed("the client was closed") from None
-            if msg.channel is Channel.IOPUB:
-                if msg.msg_type == "status":
-                    idle = msg.content.get("execution_state") == "idle"
-                elif msg.msg_type != "execute_input":
-                    output_hook(msg)
-            elif msg.channel is Channel.STDIN and msg.msg_type == "input_request":
-                await self._answer_input(msg, stdin_hook)
-            elif msg.channel is Channel.SHELL:
-                reply = msg
-        return reply
+            self._executions.pop(msg.msg_id, None)
+            execution.close()
+        assert execution.reply is not None
+        return execution.reply
 
     async def _answer_input(self, request: Message, stdin_hook: StdinHook | None) -> None:
         if stdin_hook is None:

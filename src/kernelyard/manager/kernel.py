@@ -10,10 +10,12 @@ Guarantees:
 * ``start`` returns only when the kernel answered ``kernel_info``; a kernel
   that exits first raises LaunchError with its exit code and the tail of its
   stderr, at once, not after a timeout.
-* ``shutdown`` asks politely (``shutdown_request`` on control, awaiting the
-  reply and the exit), then SIGTERM, then SIGKILL to the process group, all
-  within ``shutdown_timeout + kill_grace`` seconds. The process is always
-  reaped; connection and ipc files are removed.
+* ``shutdown`` asks politely (``shutdown_request`` on control) and awaits the
+  reply; a kernel that has not left ``exit_grace`` seconds after replying (0
+  by default: its hooks ran before it replied) is sent SIGTERM, then SIGKILL
+  after ``kill_grace``, always to the whole process group. All of it takes at
+  most ``shutdown_timeout + exit_grace + kill_grace`` seconds. The process
+  is always reaped; connection and ipc files are removed.
 * ``restart`` is in place: same kernel id, key, connection file and (unless
   ``newports``) ports; clients made by :meth:`client` carry on.
 * Clients made by :meth:`client` fail their pending calls with KernelDied the
@@ -65,6 +67,7 @@ class KernelManager:
         stderr: StderrSink | None = forward_to_stderr,
         startup_timeout: float = 60.0,
         shutdown_timeout: float = 3.0,
+        exit_grace: float = 0.0,
         kill_grace: float = 1.0,
     ) -> None:
         self.type_id = type_id
@@ -78,6 +81,7 @@ class KernelManager:
         self.stderr = stderr
         self.startup_timeout = startup_timeout
         self.shutdown_timeout = shutdown_timeout
+        self.exit_grace = exit_grace
         self.kill_grace = kill_grace
         self.connection_info: ConnectionInfo | None = None
         self.process: KernelProcess | None = None
@@ -168,13 +172,23 @@ class KernelManager:
         return client
 
     async def _request(self, msg_type: str, content: dict[str, Any], timeout: float) -> None:
-        """One request on control through a short-lived client; errors propagate."""
+        """One request on control through a short-lived client, failing at once with
+        KernelDied if the process exits first; errors propagate.
+        """
         assert self.connection_info is not None
+        assert self.process is not None
+        process = self.process
         async with KernelClient(
             self.connection_info, heartbeat=False, kernel_id=self.kernel_id
         ) as client:
-            msg = client.message(msg_type, content, channel=Channel.CONTROL)
-            await client.request(msg, timeout=timeout)
+            undo = process.on_exit(
+                lambda: client.kernel_died(KernelDied(exit_code=process.returncode))
+            )
+            try:
+                msg = client.message(msg_type, content, channel=Channel.CONTROL)
+                await client.request(msg, timeout=timeout)
+            finally:
+                undo()
 
     # -- start ----------------------------------------------------------------------
 
@@ -257,14 +271,16 @@ class KernelManager:
         if process is None:
             return
         if graceful and process.is_alive():
-            with anyio.move_on_after(self.shutdown_timeout):
-                try:
-                    await self._request(
-                        "shutdown_request", {"restart": restart}, self.shutdown_timeout
-                    )
-                except KernelyardError as exc:
-                    log.info("kernel %s: shutdown_request failed: %s", self.kernel_id, exc)
-                await process.wait()
+            try:
+                await self._request("shutdown_request", {"restart": restart}, self.shutdown_timeout)
+            except KernelyardError as exc:
+                log.info("kernel %s: shutdown_request failed: %s", self.kernel_id, exc)
+            else:
+                # The kernel has acknowledged and run its shutdown hooks. Give it
+                # exit_grace to leave by itself; then terminate the group rather
+                # than wait out its interpreter teardown.
+                with anyio.move_on_after(self.exit_grace):
+                    await process.wait()
         if process.is_alive():
             process.terminate()
             with anyio.move_on_after(self.kill_grace):

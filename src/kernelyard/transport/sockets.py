@@ -10,7 +10,6 @@ heartbeat is a REQ (see :mod:`.heartbeat`).
 from __future__ import annotations
 
 import zmq
-import zmq.asyncio
 
 from kernelyard.transport.stream import ChannelStream, map_zmq_errors
 from kernelyard.wire.channel import Channel
@@ -27,9 +26,9 @@ _SOCKET_TYPES = {
 }
 
 
-def context() -> zmq.asyncio.Context:
-    """The process-wide asyncio ZeroMQ context."""
-    return zmq.asyncio.Context.instance()
+def context() -> zmq.Context[zmq.Socket[bytes]]:
+    """The process-wide ZeroMQ context (sockets are driven by :class:`ChannelStream`)."""
+    return zmq.Context.instance()
 
 
 def open_channel(

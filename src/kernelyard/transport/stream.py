@@ -1,16 +1,29 @@
 """ChannelStream: one ZeroMQ socket of a kernel connection, as async send/receive of frames.
 
-The only place (with :mod:`.sockets` and :mod:`.heartbeat`) that touches
-pyzmq. ZMQError becomes ChannelClosed at this boundary, chained.
+The socket is a plain (non-blocking) pyzmq socket driven from the event loop
+through its ``ZMQ_FD``: receiving drains every queued message with
+``NOBLOCK`` and only waits on the descriptor when nothing is queued. Under an
+output flood this costs a fraction of pyzmq's asyncio wrapper, which builds a
+future and runs its event machinery for every message.
+
+``ZMQ_FD`` is a notification, not a level: it says "check ``EVENTS``". Two
+rules follow, both kept here: the truth is always read from ``EVENTS``
+before waiting, and after a send on the same socket a waiting receiver is
+woken if ``EVENTS`` now shows input (the send may have processed the
+notification that would otherwise have woken it).
+
+Use a stream from one event loop (one thread) only. ZMQError becomes
+ChannelClosed at this boundary, chained.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import zmq
-import zmq.asyncio
 
 from kernelyard.errors import ChannelClosed
 from kernelyard.wire.channel import Channel
@@ -18,6 +31,11 @@ from kernelyard.wire.channel import Channel
 __all__ = ["ChannelStream", "map_zmq_errors"]
 
 Frame = bytes | memoryview
+
+# Plain ints: pyzmq converts its enum flags on every call, which shows up
+# when draining thousands of messages.
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
 
 
 @contextlib.contextmanager
@@ -30,30 +48,113 @@ def map_zmq_errors(channel: Channel) -> Iterator[None]:
 
 
 class ChannelStream:
-    """Send and receive multipart messages on one socket; use from one event loop only."""
+    """Send and receive multipart messages on one socket, from one event loop."""
 
-    def __init__(self, socket: zmq.asyncio.Socket, channel: Channel) -> None:
+    def __init__(self, socket: zmq.Socket[bytes], channel: Channel) -> None:
         self._socket = socket
+        self._fd = cast(int, socket.getsockopt(zmq.FD))
         self.channel = channel
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def closed(self) -> bool:
         return bool(self._socket.closed)
 
-    async def send(self, frames: Sequence[Frame]) -> None:
+    def _check_open(self) -> None:
         if self._socket.closed:
             raise ChannelClosed(f"{self.channel.value} channel is closed")
+
+    # -- waiting on the descriptor ----------------------------------------------------
+
+    def _events(self) -> int:
         with map_zmq_errors(self.channel):
-            await self._socket.send_multipart(frames, copy=False)
+            return int(self._socket.getsockopt(zmq.EVENTS))
+
+    def _on_fd(self) -> None:
+        """Loop callback: the descriptor fired; wake every waiter to re-check EVENTS.
+
+        The reader stays registered while the stream is open (registering per
+        wait costs two epoll_ctl calls per message). With no waiter, reading
+        EVENTS clears the notification so a level-triggered poller cannot spin.
+        """
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if not waiters and not self._socket.closed:
+            self._events()
+
+    async def _wait_for(self, event: int) -> None:
+        """Return once ``EVENTS`` has ``event`` (POLLIN or POLLOUT)."""
+        while not self._events() & event:
+            loop = asyncio.get_running_loop()
+            if self._loop is None:
+                loop.add_reader(self._fd, self._on_fd)
+                self._loop = loop
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                # Re-check after registering: an event may have come in between.
+                if self._events() & event:
+                    return
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            self._check_open()
+
+    def _wake_after_send(self) -> None:
+        """A send may have processed the notification a waiting receiver needs."""
+        if self._waiters and self._events() & zmq.POLLIN:
+            self._on_fd()
+
+    # -- sending and receiving --------------------------------------------------------
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        self._check_open()
+        with map_zmq_errors(self.channel):
+            while True:
+                try:
+                    self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    break
+                except zmq.Again:  # high-water mark reached: wait until it can take more
+                    await self._wait_for(zmq.POLLOUT)
+        self._wake_after_send()
 
     async def receive(self) -> list[bytes]:
         """The next multipart message, as bytes frames."""
-        if self._socket.closed:
-            raise ChannelClosed(f"{self.channel.value} channel is closed")
-        with map_zmq_errors(self.channel):
-            return await self._socket.recv_multipart()
+        return (await self.receive_batch(1))[0]
+
+    async def receive_batch(self, limit: int = 256) -> list[list[bytes]]:
+        """The next message and any others already queued, up to ``limit``, in order."""
+        self._check_open()
+        while True:
+            batch: list[list[bytes]] = []
+            recv, more = self._socket.recv, self._socket.get
+            with map_zmq_errors(self.channel):
+                while len(batch) < limit:
+                    try:
+                        frames = [recv(_NOBLOCK)]
+                    except zmq.Again:
+                        break
+                    while more(_RCVMORE):  # the rest of a multipart message is already here
+                        frames.append(recv(_NOBLOCK))
+                    batch.append(frames)
+            if batch:
+                return batch
+            await self._wait_for(zmq.POLLIN)
 
     def close(self) -> None:
-        """Close at once, dropping anything unsent (idempotent)."""
-        if not self._socket.closed:
-            self._socket.close(linger=0)
+        """Close at once, dropping anything unsent; waiters get ChannelClosed (idempotent)."""
+        if self._socket.closed:
+            return
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._fd)
+            self._loop = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(ChannelClosed(f"{self.channel.value} channel was closed"))
+        self._socket.close(linger=0)

@@ -1,0 +1,237 @@
+"""Kernel lifecycle and client speed: kernelyard against jupyter_client on the same ipykernel.
+
+Every figure is measured in pairs, ours then theirs, so both see the same
+machine state. The kernel is the ``python3`` kernelspec (ipykernel) for both.
+
+* start-to-ready: from nothing to a client that can execute and will see the
+  first output (``KernelManager.start`` + ``wait_for_ready`` for both).
+* shutdown: a polite shutdown of an idle kernel until the process is gone.
+* round trip: ``execute("pass")`` and its reply, 500 times (p50 / p99).
+* flood: 20,000 ``print(i, flush=True)`` until idle; every line is counted
+  and checked in order.
+* 20 concurrent starts: 20 kernels started at once until all are ready;
+  failures (port clashes) are counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from jupyter_client.manager import AsyncKernelManager
+
+from kernelyard.manager import KernelManager
+from kernelyard.wire import Message
+
+KERNEL = "python3"
+FLOOD_LINES = 20_000
+ROUND_TRIPS = 500
+
+
+@dataclass
+class Series:
+    name: str
+    ours: list[float] = field(default_factory=list)
+    theirs: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def row(self, unit: str = "ms", scale: float = 1e3) -> str:
+        def mmm(values: list[float]) -> str:
+            return "/".join(
+                f"{v * scale:.1f}" for v in (min(values), statistics.median(values), max(values))
+            )
+
+        ratios = [o / t for o, t in zip(self.ours, self.theirs, strict=True)]
+        return (
+            f"| {self.name} | {mmm(self.ours)} {unit} | {mmm(self.theirs)} {unit} | "
+            f"{min(ratios):.2f}/{statistics.median(ratios):.2f}/{max(ratios):.2f} | {self.note} |"
+        )
+
+
+# -- one kernel each side ---------------------------------------------------------------
+
+
+class Ours:
+    async def start(self) -> None:
+        self.manager = KernelManager(KERNEL, stderr=None)
+        await self.manager.start()
+        self.client = self.manager.client()
+        await self.client.__aenter__()
+        await self.client.wait_for_ready()
+
+    async def shutdown(self) -> None:
+        await self.client.aclose()
+        await self.manager.shutdown()
+
+    async def execute(self, code: str) -> None:
+        await self.client.execute(code)
+
+    async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
+        def hook(msg: Message) -> None:
+            if msg.msg_type == "stream":
+                on_text(msg.content["text"])
+
+        await self.client.execute_interactive(code, output_hook=hook)
+
+
+class Theirs:
+    async def start(self) -> None:
+        self.manager = AsyncKernelManager(kernel_name=KERNEL)
+        await self.manager.start_kernel()
+        self.client = self.manager.client()
+        self.client.start_channels()
+        await self.client.wait_for_ready()
+
+    async def shutdown(self) -> None:
+        self.client.stop_channels()
+        await self.manager.shutdown_kernel()
+
+    async def execute(self, code: str) -> None:
+        await self.client.execute(code, reply=True)
+
+    async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                on_text(msg["content"]["text"])
+
+        await self.client.execute_interactive(code, output_hook=hook)
+
+
+async def _timed(step: Callable[[], Awaitable[None]]) -> float:
+    started = time.perf_counter()
+    await step()
+    return time.perf_counter() - started
+
+
+# -- the benchmarks -------------------------------------------------------------------------
+
+
+async def start_and_shutdown(pairs: int) -> list[Series]:
+    start = Series("start-to-ready")
+    stop = Series("shutdown (idle kernel)")
+    for _ in range(pairs):
+        for side, series_start, series_stop in (
+            (Ours(), start.ours, stop.ours),
+            (Theirs(), start.theirs, stop.theirs),
+        ):
+            series_start.append(await _timed(side.start))
+            await anyio.sleep(0.2)  # let the kernel settle: measure shutdown, not startup tail
+            series_stop.append(await _timed(side.shutdown))
+    return [start, stop]
+
+
+async def round_trips_and_flood(flood_pairs: int) -> list[Series]:
+    ours, theirs = Ours(), Theirs()
+    await ours.start()
+    await theirs.start()
+    try:
+        samples: dict[str, list[float]] = {"ours": [], "theirs": []}
+        for _ in range(ROUND_TRIPS // 50):  # A B in blocks of 50
+            for name, side in (("ours", ours), ("theirs", theirs)):
+                for _ in range(50):
+                    samples[name].append(await _timed(lambda s=side: s.execute("pass")))
+        p50 = Series(
+            "round trip `pass` p50",
+            [statistics.median(samples["ours"])],
+            [statistics.median(samples["theirs"])],
+        )
+        p99 = Series(
+            "round trip `pass` p99",
+            [statistics.quantiles(samples["ours"], n=100)[98]],
+            [statistics.quantiles(samples["theirs"], n=100)[98]],
+        )
+        flood = Series(f"{FLOOD_LINES:,} flushed prints to idle")
+        code = f"for i in range({FLOOD_LINES}): print(i, flush=True)"
+        expected = "".join(f"{i}\n" for i in range(FLOOD_LINES))
+        for pair in range(flood_pairs):
+            order = [(ours, flood.ours), (theirs, flood.theirs)]
+            for side, series in order if pair % 2 == 0 else order[::-1]:
+                chunks: list[str] = []
+                series.append(await _timed(lambda s=side, c=chunks: s.flood(code, c.append)))
+                got = "".join(chunks)
+                lost = FLOOD_LINES - got.count("\n")
+                if got != expected:
+                    flood.note += f"{type(side).__name__}: {lost} lines lost or out of order. "
+        if not flood.note:
+            flood.note = "all lines arrived, in order, on both sides"
+        return [p50, p99, flood]
+    finally:
+        await ours.shutdown()
+        await theirs.shutdown()
+
+
+async def _start_all(make: Callable[[], Ours | Theirs], count: int) -> tuple[float, int]:
+    """Start ``count`` kernels at once; returns (seconds until all settled, failures).
+
+    Each kernel lives in its own task from start to shutdown, as structured
+    concurrency requires of a client's task group.
+    """
+    settled = 0
+    failures = 0
+    all_settled = anyio.Event()
+    stop = anyio.Event()
+
+    async def one() -> None:
+        nonlocal settled, failures
+        side = make()
+        try:
+            await side.start()
+        except Exception:
+            failures += 1
+            ok = False
+        else:
+            ok = True
+        settled += 1
+        if settled == count:
+            all_settled.set()
+        await stop.wait()
+        if ok:
+            await side.shutdown()
+        elif getattr(side, "manager", None) is not None:
+            with contextlib.suppress(Exception):
+                await side.manager.shutdown_kernel(now=True)  # type: ignore[union-attr]
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(one)
+        await all_settled.wait()
+        elapsed = time.perf_counter() - started
+        stop.set()
+    return elapsed, failures
+
+
+async def concurrent_starts(count: int, pairs: int = 2) -> Series:
+    series = Series(f"{count} concurrent starts, all ready")
+    failed = {"ours": 0, "theirs": 0}
+    for pair in range(pairs):
+        # Alternate who goes first: the first side of a pair warms the caches.
+        order = [("ours", Ours), ("theirs", Theirs)]
+        for name, make in order if pair % 2 == 0 else order[::-1]:
+            elapsed, failures = await _start_all(make, count)
+            (series.ours if name == "ours" else series.theirs).append(elapsed)
+            failed[name] += failures
+    series.note = f"failed starts: ours {failed['ours']}, jupyter_client {failed['theirs']}"
+    return series
+
+
+async def run(pairs: int = 5, flood_pairs: int = 6, concurrent: int = 20) -> list[Series]:
+    results = await start_and_shutdown(pairs)
+    results += await round_trips_and_flood(flood_pairs)
+    results.append(await concurrent_starts(concurrent))
+    return results
+
+
+def report(results: list[Series]) -> str:
+    lines = [
+        "| benchmark | kernelyard (min/med/max) | jupyter_client (min/med/max) "
+        "| ratio ours/theirs (min/med/max) | note |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [r.row() for r in results]
+    return "\n".join(lines)
