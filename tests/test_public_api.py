@@ -6,6 +6,22 @@ import kernelyard
 
 EXPECTED = {
     "PROTOCOL_VERSION",
+    "BlockingKernelClient",
+    "BlockingKernelManager",
+    "BlockingMultiKernelManager",
+    "KernelBackend",
+    "KernelChannels",
+    "KernelClient",
+    "KernelManager",
+    "KernelModel",
+    "KernelRestarter",
+    "KernelState",
+    "MultiKernelManager",
+    "RestartEvent",
+    "run_kernel",
+    "run_kernel_blocking",
+    "start_kernel",
+    "start_kernel_blocking",
     "Channel",
     "ChannelClosed",
     "ConnectionInfo",
@@ -48,10 +64,22 @@ def test_everything_in_all_exists() -> None:
 
 
 def test_subpackage_all_lists_exist() -> None:
+    import kernelyard.blocking
+    import kernelyard.client
     import kernelyard.discovery
+    import kernelyard.manager
     import kernelyard.provisioning
+    import kernelyard.transport
     import kernelyard.wire
 
-    for package in (kernelyard.wire, kernelyard.discovery, kernelyard.provisioning):
+    for package in (
+        kernelyard.wire,
+        kernelyard.discovery,
+        kernelyard.provisioning,
+        kernelyard.transport,
+        kernelyard.client,
+        kernelyard.manager,
+        kernelyard.blocking,
+    ):
         for name in package.__all__:
             assert hasattr(package, name), f"{package.__name__}.{name}"
