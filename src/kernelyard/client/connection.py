@@ -1,0 +1,394 @@
+"""KernelConnection: the channels of one kernel, requests and replies, routing (async).
+
+One reader task per channel decodes every message and dispatches it:
+
+* shell and control replies resolve the one future registered for their
+  request's msg_id, so any number of tasks may send requests at once and
+  every reply reaches its caller; none is dropped because another caller
+  read first (jupyter_client#429, #545);
+* IOPub messages go to the route of the request they answer (output
+  collection in :meth:`KernelClient.execute_interactive`) and to every
+  subscriber of :meth:`KernelClient.iopub`;
+* stdin ``input_request`` goes to the route of its execute, or to
+  :meth:`KernelClient.stdin_requests`.
+
+When the kernel dies (its process exits, reported through
+:meth:`KernelClient.kernel_died`, or its heartbeat stops), every pending call
+fails at once with KernelDied and new calls fail until it answers again.
+
+The connection is an async context manager that owns its tasks.
+:class:`~kernelyard.client.KernelClient` adds the requests of the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from kernelyard.client.execution import Execution
+from kernelyard.errors import (
+    ChannelClosed,
+    InvalidState,
+    KernelDied,
+    RemoteProtocolError,
+    ReplyTimeout,
+)
+from kernelyard.transport import ChannelStream, Heartbeat, open_channel
+from kernelyard.wire import (
+    MESSAGE_CHANNELS,
+    Channel,
+    ConnectionInfo,
+    Message,
+    MessageFactory,
+    ReplayGuard,
+    decode,
+    encode,
+)
+
+__all__ = ["KernelConnection"]
+
+log = logging.getLogger(__name__)
+
+JSONDict = dict[str, Any]
+
+_READY_PROBE_INTERVAL = 0.5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class KernelConnection:
+    """The connection to one kernel. Use as ``async with``; see the module docstring."""
+
+    def __init__(
+        self,
+        connection_info: ConnectionInfo,
+        *,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+        kernel_id: str | None = None,
+    ) -> None:
+        self.connection_info = connection_info
+        self.kernel_id = kernel_id
+        self._factory = MessageFactory(session=session, username=username, clock=_utcnow)
+        self._signer = connection_info.signer()
+        self._guard = ReplayGuard()
+        self._heartbeat = (
+            Heartbeat(
+                connection_info,
+                interval=heartbeat_interval,
+                time_to_dead=time_to_dead,
+                on_dead=self._heartbeat_lost,
+                on_alive=self.kernel_restarted,
+            )
+            if heartbeat
+            else None
+        )
+        self._streams: dict[Channel, ChannelStream] = {}
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._executions: dict[str, Execution] = {}
+        self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
+        self._stdin_send: MemoryObjectSendStream[Message] | None = None
+        self._stdin_receive: MemoryObjectReceiveStream[Message] | None = None
+        self._probes: set[str] = set()
+        self._iopub_live = anyio.Event()
+        self._dead: KernelDied | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._tasks: TaskGroup | None = None
+        #: The last ``execution_state`` the kernel published ("unknown" before any).
+        self.execution_state = "unknown"
+
+    @property
+    def session(self) -> str:
+        return self._factory.session
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the kernel was reported dead, until it answers again."""
+        return self._dead is None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._exit_stack is not None:
+            raise InvalidState("client is already open")
+        stack = AsyncExitStack()
+        try:
+            self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](
+                math.inf
+            )
+            identity = self.session.encode()
+            for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
+                self._streams[channel] = open_channel(
+                    self.connection_info, channel, identity=identity
+                )
+                stack.callback(self._streams[channel].close)
+            stack.callback(self._close_everything)
+            self._tasks = await stack.enter_async_context(anyio.create_task_group())
+            for channel in self._streams:
+                self._tasks.start_soon(self._read, channel, name=f"read {channel.value}")
+            if self._heartbeat is not None:
+                self._tasks.start_soon(self._heartbeat.run, name="heartbeat")
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the readers, close the sockets, fail what is still pending (idempotent)."""
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return
+        if self._tasks is not None:
+            self._tasks.cancel_scope.cancel()
+        await stack.aclose()
+
+    def _close_everything(self) -> None:
+        self._fail_pending(ChannelClosed("the client was closed"))
+        for stream in self._subscribers:
+            stream.close()
+        self._subscribers = {}
+        if self._stdin_send is not None and self._stdin_receive is not None:
+            self._stdin_send.close()
+            self._stdin_receive.close()
+
+    # -- death and rebirth -----------------------------------------------------
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Fail every pending call with ``error``; new calls fail until the kernel answers again."""
+        self._dead = error
+        self.execution_state = "dead"
+        self._fail_pending(error)
+
+    def kernel_restarted(self) -> None:
+        """The kernel answers again (restarted in place): calls may proceed."""
+        self._dead = None
+
+    def _heartbeat_lost(self, silence: float) -> None:
+        self.kernel_died(
+            KernelDied(f"kernel heartbeat silent for {silence:.1f} s", kernel_id=self.kernel_id)
+        )
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        for execution in self._executions.values():
+            execution.fail(error)
+
+    # -- receiving --------------------------------------------------------------
+
+    async def _read(self, channel: Channel) -> None:
+        stream = self._streams[channel]
+        while True:
+            try:
+                batch = await stream.receive_batch()
+            except ChannelClosed:
+                return
+            for frames in batch:
+                try:
+                    _, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
+                except RemoteProtocolError as exc:
+                    log.warning("dropping an invalid message on %s: %s", channel.value, exc)
+                    continue
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: Message) -> None:
+        self._broadcast(msg)
+        parent = msg.parent_msg_id
+        channel = msg.channel
+        if channel is Channel.IOPUB:
+            self._on_iopub(msg, parent)
+        execution = self._executions.get(parent) if parent is not None else None
+        if execution is not None:
+            execution.on_message(msg)
+            return
+        if channel is Channel.STDIN:
+            self._unclaimed_input(msg)
+        elif channel is not Channel.IOPUB and parent is not None:
+            future = self._pending.get(parent)
+            if future is None:
+                log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
+            elif not future.done():
+                future.set_result(msg)
+
+    def _unclaimed_input(self, msg: Message) -> None:
+        """An input request for no execute_interactive: for :meth:`stdin_requests`."""
+        try:
+            if self._stdin_send is not None:
+                self._stdin_send.send_nowait(msg)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            log.warning("input_request %s arrived after the client closed", msg.msg_id)
+
+    def _on_iopub(self, msg: Message, parent: str | None) -> None:
+        if msg.msg_type == "status":
+            state = msg.content.get("execution_state")
+            if isinstance(state, str):
+                self.execution_state = state
+        elif msg.msg_type == "iopub_welcome":
+            self._iopub_live.set()
+        if parent in self._probes:
+            self._iopub_live.set()
+
+    def _broadcast(self, msg: Message) -> None:
+        for subscriber, channels in list(self._subscribers.items()):
+            if msg.channel in channels:
+                try:
+                    subscriber.send_nowait(msg)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._subscribers.pop(subscriber, None)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, channels: frozenset[Channel] = MESSAGE_CHANNELS
+    ) -> AsyncIterator[MemoryObjectReceiveStream[Message]]:
+        """Every message arriving on ``channels`` from now until the block ends, in order,
+        none dropped (also those that answer a request or feed an execute_interactive).
+        """
+        send, receive = anyio.create_memory_object_stream[Message](math.inf)
+        self._subscribers[send] = channels
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.pop(send, None)
+            send.close()
+
+    def iopub(self) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[Message]]:
+        """Every IOPub message from now until the block ends, in order, none dropped."""
+        return self.subscribe(frozenset({Channel.IOPUB}))
+
+    async def stdin_requests(self) -> Message:
+        """The next ``input_request`` that no :meth:`execute_interactive` is handling."""
+        if self._stdin_receive is None:
+            raise InvalidState("the client is not open: use 'async with KernelClient(...)'")
+        try:
+            return await self._stdin_receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise ChannelClosed("the client was closed") from None
+
+    # -- sending ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._exit_stack is None:
+            raise InvalidState("the client is not open: use 'async with KernelClient(...)'")
+        if self._dead is not None:
+            raise self._dead
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` on its channel (no reply is awaited)."""
+        self._check_open()
+        if msg.channel is None or msg.channel not in self._streams or msg.channel is Channel.IOPUB:
+            raise ValueError(f"cannot send on channel {msg.channel!r}")
+        await self._streams[msg.channel].send(encode(msg, self._signer))
+
+    def message(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        *,
+        channel: Channel = Channel.SHELL,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes | memoryview] = (),
+        parent: Message | None = None,
+    ) -> Message:
+        """A new message from this client's session."""
+        return self._factory.message(
+            msg_type,
+            content,
+            channel=channel,
+            subshell_id=subshell_id,
+            metadata=metadata,
+            buffers=buffers,
+            parent=parent,
+        )
+
+    async def request(self, msg: Message, *, timeout: float | None = None) -> Message:
+        """Send ``msg`` and return its reply.
+
+        Raises ReplyTimeout after ``timeout`` seconds, KernelDied if the kernel
+        dies first, ChannelClosed if the client closes first.
+        """
+        self._check_open()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[msg.msg_id] = future
+        try:
+            await self.send(msg)
+            return await self._wait(future, msg, timeout)
+        finally:
+            self._pending.pop(msg.msg_id, None)
+
+    async def _wait(
+        self, future: asyncio.Future[Message], msg: Message, timeout: float | None
+    ) -> Message:
+        try:
+            with anyio.fail_after(timeout):
+                return await future
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"no reply to {msg.msg_type} within {timeout} s",
+                msg_id=msg.msg_id,
+                msg_type=msg.msg_type,
+            ) from None
+
+    async def _call(
+        self,
+        msg_type: str,
+        content: JSONDict | None = None,
+        *,
+        channel: Channel = Channel.SHELL,
+        subshell_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        msg = self.message(msg_type, content, channel=channel, subshell_id=subshell_id)
+        return await self.request(msg, timeout=timeout)
+
+    # -- readiness -------------------------------------------------------------------
+
+    async def wait_for_ready(self, timeout: float | None = 60.0) -> Message:
+        """Wait until the kernel answers and IOPub delivers; returns the kernel_info reply.
+
+        IOPub is live once ``iopub_welcome`` arrived (kernels with XPUB) or
+        once a status message for one of our kernel_info requests did (older
+        kernels). No fixed drain delay, and no IOPub message is discarded.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                reply = await self._probe()
+                while not self._iopub_live.is_set():
+                    with anyio.move_on_after(_READY_PROBE_INTERVAL):
+                        await self._iopub_live.wait()
+                    if not self._iopub_live.is_set():
+                        reply = await self._probe()
+                return reply
+        except TimeoutError:
+            raise ReplyTimeout(f"kernel not ready within {timeout} s") from None
+
+    async def _probe(self) -> Message:
+        msg = self.message("kernel_info_request")
+        self._probes.add(msg.msg_id)
+        return await self.request(msg)
