@@ -280,3 +280,16 @@ async def test_messages_with_a_wrong_signature_are_dropped(manager: KernelManage
     async with KernelClient(wrong, heartbeat=False) as kc:
         with pytest.raises(ReplyTimeout):
             await kc.kernel_info(timeout=1)
+
+
+async def test_bad_requests_are_named_errors(client: KernelClient) -> None:
+    from kernelyard.errors import LocalProtocolError
+
+    with pytest.raises(LocalProtocolError, match="channel"):
+        await client.send(client.message("status", channel=Channel.IOPUB))
+    with pytest.raises(LocalProtocolError, match="detail_level"):
+        await client.inspect("x", detail_level=5)
+    with pytest.raises(LocalProtocolError, match="hist_access_type"):
+        await client.history(hist_access_type="all")
+    # the client still works
+    assert (await client.kernel_info()).content["status"] == "ok"

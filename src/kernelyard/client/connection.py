@@ -40,6 +40,7 @@ from kernelyard.errors import (
     ChannelClosed,
     InvalidState,
     KernelDied,
+    LocalProtocolError,
     RemoteProtocolError,
     ReplyTimeout,
 )
@@ -302,7 +303,7 @@ class KernelConnection:
         """Send ``msg`` on its channel (no reply is awaited)."""
         self._check_open()
         if msg.channel is None or msg.channel not in self._streams or msg.channel is Channel.IOPUB:
-            raise ValueError(f"cannot send on channel {msg.channel!r}")
+            raise LocalProtocolError(f"cannot send a message on channel {msg.channel!r}")
         await self._streams[msg.channel].send(encode(msg, self._signer))
 
     def message(

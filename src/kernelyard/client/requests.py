@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kernelyard.errors import LocalProtocolError
+
 __all__ = [
     "complete_content",
     "execute_content",
@@ -48,7 +50,7 @@ def complete_content(code: str, cursor_pos: int | None) -> JSONDict:
 
 def inspect_content(code: str, cursor_pos: int | None, detail_level: int) -> JSONDict:
     if detail_level not in (0, 1):
-        raise ValueError("detail_level must be 0 or 1")
+        raise LocalProtocolError("detail_level must be 0 or 1")
     return {
         "code": code,
         "cursor_pos": len(code) if cursor_pos is None else cursor_pos,
@@ -69,7 +71,7 @@ def history_content(
     unique: bool = False,
 ) -> JSONDict:
     if hist_access_type not in ("range", "tail", "search"):
-        raise ValueError("hist_access_type must be 'range', 'tail' or 'search'")
+        raise LocalProtocolError("hist_access_type must be 'range', 'tail' or 'search'")
     content: JSONDict = {"raw": raw, "output": output, "hist_access_type": hist_access_type}
     if hist_access_type == "range":
         content.update(session=session, start=start, stop=stop)

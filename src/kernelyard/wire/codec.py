@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import orjson
 
-from kernelyard.errors import MalformedMessage
+from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.jsonutil import dumps, dumps_fast, loads_object
 from kernelyard.wire.message import Message, check_header
@@ -133,7 +133,7 @@ def encode_parts(
 ) -> list[Frame]:
     """Frame four already-encoded JSON parts (header, parent, metadata, content) and sign them."""
     if len(parts) != 4:
-        raise ValueError(f"expected 4 JSON parts, got {len(parts)}")
+        raise LocalProtocolError(f"expected 4 JSON parts, got {len(parts)}")
     return [*identities, DELIMITER, signer.sign(parts), *parts, *buffers]
 
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-from kernelyard.errors import MalformedMessage
+from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.channel import MESSAGE_CHANNELS, Channel
 from kernelyard.wire.codec import RawMessage, parse
 from kernelyard.wire.jsonutil import dumps, loads_object
@@ -163,7 +163,7 @@ def unpack_v1(data: bytes) -> tuple[str, list[memoryview]]:
 def to_v1(msg: Message) -> bytes:
     """The v1 frame of ``msg`` (its channel must be set)."""
     if msg.channel is None:
-        raise ValueError("a v1 WebSocket message needs a channel")
+        raise LocalProtocolError("a v1 WebSocket message needs a channel")
     parts = [dumps(msg.header), dumps(msg.parent_header), dumps(msg.metadata), dumps(msg.content)]
     return pack_v1(msg.channel.value, [*parts, *msg.buffers])
 
