@@ -28,6 +28,7 @@ def kernels_dir(tmp_path: Path) -> Path:
     kernels = tmp_path / "kernels"
     make_spec_dir(kernels, "python3", argv=IPYKERNEL, display_name="Python 3 (test)")
     make_spec_dir(kernels, "python3-message", argv=IPYKERNEL, interrupt_mode="message")
+    make_spec_dir(kernels, "python3-env", argv=IPYKERNEL, env={"KY_TEST": "value-${KY_BASE}"})
     make_spec_dir(
         kernels,
         "exits-at-start",

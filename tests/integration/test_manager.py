@@ -352,3 +352,18 @@ async def test_a_slow_start_does_not_block_another(finder: KernelFinder, kernels
         assert time.monotonic() - started < 10
         assert mkm.get_kernel(fast).state is KernelState.RUNNING
         tg.cancel_scope.cancel()
+
+
+async def test_cwd_and_spec_env_with_substitution(finder: KernelFinder, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {**os.environ, "KY_BASE": "from-base"}
+    async with quiet(finder, "python3-env", cwd=workdir, env=env) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        reply = await kc.execute(
+            "import os",
+            user_expressions={"cwd": "os.getcwd()", "env": "os.environ['KY_TEST']"},
+            timeout=30,
+        )
+    values = {k: v["data"]["text/plain"] for k, v in reply.content["user_expressions"].items()}
+    assert values == {"cwd": repr(str(workdir)), "env": "'value-from-base'"}
