@@ -109,3 +109,30 @@ def test_blocking_multi_kernel_manager(finder: KernelFinder) -> None:
         mkm.interrupt_kernel(kid)
         mkm.shutdown_kernel(kid)
         assert mkm.list_kernel_ids() == []
+
+
+def test_every_blocking_request(finder: KernelFinder) -> None:
+    with run_kernel_blocking("python3", finder=finder, stderr=None) as kc:
+        assert kc.kernel_info(timeout=30).content["status"] == "ok"
+        assert kc.execute("import os", timeout=30).content["status"] == "ok"
+        assert kc.inspect("os", detail_level=0).content["found"] is True
+        assert kc.is_complete("if x:").content["status"] == "incomplete"
+        assert kc.history(hist_access_type="tail", n=3).content["status"] == "ok"
+        assert kc.comm_info().content["status"] == "ok"
+        assert kc.comm_open("nobody", comm_id="c9")
+        assert kc.comm_msg("c9", {"x": 1})
+        assert kc.comm_close("c9")
+        msg = kc.message("kernel_info_request")
+        assert kc.request(msg, timeout=30).msg_type == "kernel_info_reply"
+        subshell = kc.create_subshell().content["subshell_id"]
+        assert subshell in kc.list_subshell().content["subshell_id"]
+        assert kc.delete_subshell(subshell).content["status"] == "ok"
+        assert kc.debug_request({"type": "request", "seq": 1, "command": "debugInfo"}).msg_type
+        assert kc.session
+        assert kc.connection_info.transport == "tcp"
+        kc.send(kc.message("kernel_info_request"))  # fire and forget
+        reply = kc.execute_interactive(
+            "print(input('?'))", stdin_hook=lambda request: "typed", output_hook=lambda m: None
+        )
+        assert reply.content["status"] == "ok"
+        assert kc.shutdown().content["status"] == "ok"

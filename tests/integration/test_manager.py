@@ -367,3 +367,22 @@ async def test_cwd_and_spec_env_with_substitution(finder: KernelFinder, tmp_path
         )
     values = {k: v["data"]["text/plain"] for k, v in reply.content["user_expressions"].items()}
     assert values == {"cwd": repr(str(workdir)), "env": "'value-from-base'"}
+
+
+async def test_client_heartbeat_marks_a_frozen_kernel_dead_then_alive(finder: KernelFinder) -> None:
+    async with quiet(finder) as km, km.client(heartbeat_interval=0.1, time_to_dead=0.5) as kc:
+        await kc.wait_for_ready(timeout=30)
+        assert km.process is not None
+        km.process.send_signal(signal.SIGSTOP)
+        try:
+            with anyio.fail_after(10):
+                while kc.is_alive:
+                    await anyio.sleep(0.05)
+            with pytest.raises(KernelDied, match="heartbeat"):
+                await kc.kernel_info()
+        finally:
+            km.process.send_signal(signal.SIGCONT)
+        with anyio.fail_after(10):
+            while not kc.is_alive:
+                await anyio.sleep(0.05)
+        assert (await kc.kernel_info(timeout=10)).content["status"] == "ok"
