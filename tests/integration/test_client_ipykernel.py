@@ -293,3 +293,13 @@ async def test_bad_requests_are_named_errors(client: KernelClient) -> None:
         await client.history(hist_access_type="all")
     # the client still works
     assert (await client.kernel_info()).content["status"] == "ok"
+
+
+async def test_a_client_can_be_reopened(manager: KernelManager) -> None:
+    client = manager.client()
+    for _ in range(2):
+        async with client:
+            await client.wait_for_ready(timeout=30)
+            out = Collect()
+            await client.execute_interactive("print('again')", output_hook=out, timeout=30)
+            assert [m.content["text"] for m in out.of("stream")] == ["again\n"]

@@ -128,6 +128,10 @@ class KernelConnection:
         if self._exit_stack is not None:
             raise InvalidState("client is already open")
         stack = AsyncExitStack()
+        # A reopened connection has a new SUB socket: IOPub is live again only
+        # once this socket's own welcome (or probe status) arrives.
+        self._iopub_live = anyio.Event()
+        self._probes.clear()
         try:
             self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](
                 math.inf
@@ -187,6 +191,8 @@ class KernelConnection:
     def kernel_restarted(self) -> None:
         """The kernel answers again (restarted in place): calls may proceed."""
         self._dead = None
+        if self.execution_state == "dead":
+            self.execution_state = "unknown"  # until the new kernel publishes its status
 
     def _heartbeat_lost(self, silence: float) -> None:
         self.kernel_died(
