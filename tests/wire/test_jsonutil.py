@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.jsonutil import dumps, format_date, loads, loads_object, parse_date
@@ -58,3 +60,15 @@ def test_loads_errors_are_malformed_message() -> None:
         loads(b"{nope")
     with pytest.raises(MalformedMessage, match="content is not a JSON object"):
         loads_object(b"[1]", "content")
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.timezones() | st.just(UTC),
+    )
+)
+def test_format_date_matches_isoformat_for_any_datetime(value: datetime) -> None:
+    expected = value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert format_date(value) == expected

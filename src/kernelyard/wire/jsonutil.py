@@ -28,8 +28,10 @@ def format_date(value: datetime) -> str:
     """ISO 8601 in UTC with microseconds and ``Z``; naive values are local time."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # isoformat is several times faster than strftime; drop its "+00:00".
-    return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    # orjson formats a datetime several times faster than isoformat or
+    # strftime (every message header pays this); it omits a zero fraction.
+    text = orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode("ascii")
+    return text if value.microsecond else text[:-1] + ".000000Z"
 
 
 def parse_date(text: str) -> datetime:
