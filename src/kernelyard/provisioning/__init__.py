@@ -8,8 +8,10 @@ from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.local import connection_file_path, launch, new_connection_info
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.provisioning.process import KernelProcess, StderrSink, forward_to_stderr
+from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
 
 __all__ = [
+    "OWNER_FIELD",
     "KernelProcess",
     "LaunchSpec",
     "PortReservation",
@@ -21,5 +23,6 @@ __all__ = [
     "launch",
     "new_connection_info",
     "read_connection_file",
+    "sweep_stale_connection_files",
     "write_connection_file",
 ]

@@ -24,6 +24,7 @@ from kernelyard.provisioning.connection_file import write_connection_file
 from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.provisioning.process import KernelProcess, StderrSink, _Protocol, forward_to_stderr
+from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo, Transport
 
@@ -50,18 +51,20 @@ def new_connection_info(
 ) -> tuple[ConnectionInfo, PortReservation | None]:
     """Fresh connection info (random key) and, for tcp, the reservation of its ports."""
     key = secrets.token_hex(16).encode("ascii")
+    owner = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
     if transport == "ipc":
         info = ConnectionInfo(
             transport="ipc",
             ip=_ipc_prefix(runtime_dir, kernel_id),
             key=key,
             kernel_name=kernel_name,
+            extra=owner,
         )
         # ipc "ports" only number the socket files: {ip}-1 ... {ip}-5.
         info = info.with_ports({channel: n for n, channel in enumerate(PORT_FIELDS, start=1)})
         return info, None
     reservation = PortReservation.new(ip, len(PORT_FIELDS))
-    info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name)
+    info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name, extra=owner)
     return info.with_ports(dict(zip(PORT_FIELDS, reservation.ports, strict=True))), reservation
 
 
@@ -105,6 +108,7 @@ async def launch(
     program raises LaunchError; readiness is the caller's to wait for.
     """
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sweep_stale_connection_files(runtime_dir)
     if connection_info is None:
         info, reservation = new_connection_info(
             kernel_id=kernel_id,
