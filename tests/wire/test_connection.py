@@ -36,6 +36,8 @@ def test_ipv6_and_ipc_endpoints() -> None:
     assert ConnectionInfo(ip="::1", shell_port=1).endpoint(Channel.SHELL) == "tcp://[::1]:1"
     ipc = ConnectionInfo(transport="ipc", ip="/tmp/k", shell_port=1, iopub_port=2)
     assert ipc.endpoint(Channel.IOPUB) == "ipc:///tmp/k-2"
+    assert ipc.ipc_paths() == ["/tmp/k-1", "/tmp/k-2"]
+    assert ConnectionInfo(shell_port=1).ipc_paths() == []
 
 
 def test_dict_and_json_round_trip_keep_unknown_fields() -> None:

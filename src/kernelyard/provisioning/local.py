@@ -83,9 +83,8 @@ def _reserve_again(info: ConnectionInfo) -> tuple[ConnectionInfo, PortReservatio
 
 
 def _remove_stale_ipc_files(info: ConnectionInfo) -> None:
-    if info.transport == "ipc":
-        for port in info.ports.values():
-            Path(f"{info.ip}-{port}").unlink(missing_ok=True)
+    for path in info.ipc_paths():
+        Path(path).unlink(missing_ok=True)
 
 
 async def launch(

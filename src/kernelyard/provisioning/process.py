@@ -156,10 +156,7 @@ class KernelProcess:
             self._reservation.release()
 
     def ipc_files(self) -> list[Path]:
-        info = self.connection_info
-        if info.transport != "ipc":
-            return []
-        return [Path(f"{info.ip}-{port}") for port in info.ports.values() if port]
+        return [Path(p) for p in self.connection_info.ipc_paths()]
 
     def cleanup(self, *, remove_connection_file: bool = True) -> None:
         """Release ports, close the transport, remove ipc socket files and (unless told

@@ -51,10 +51,7 @@ def sweep_stale_connection_files(runtime_dir: Path) -> list[Path]:
         owner = info.extra.get(OWNER_FIELD)
         if not isinstance(owner, int) or isinstance(owner, bool) or _alive(owner):
             continue
-        stale = [path]
-        if info.transport == "ipc":
-            stale += [Path(f"{info.ip}-{port}") for port in info.ports.values() if port]
-        for file in stale:
+        for file in [path, *map(Path, info.ipc_paths())]:
             with contextlib.suppress(FileNotFoundError):
                 file.unlink()
         log.info("removed the connection file of a kernel whose manager is gone: %s", path)

@@ -86,6 +86,12 @@ class ConnectionInfo:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"tcp://{host}:{port}"
 
+    def ipc_paths(self) -> list[str]:
+        """The socket files of an ipc connection (``{ip}-{port}``); none for tcp."""
+        if self.transport != "ipc":
+            return []
+        return [f"{self.ip}-{port}" for port in self.ports.values() if port]
+
     def signer(self) -> Signer:
         return Signer(self.key, self.signature_scheme)
 
