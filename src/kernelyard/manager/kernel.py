@@ -29,7 +29,8 @@ import os
 import signal
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -171,24 +172,28 @@ class KernelManager:
             client.kernel_died(self.death)
         return client
 
-    async def _request(self, msg_type: str, content: dict[str, Any], timeout: float) -> None:
-        """One request on control through a short-lived client, failing at once with
-        KernelDied if the process exits first; errors propagate.
+    @asynccontextmanager
+    async def _short_client(self, process: KernelProcess) -> AsyncIterator[KernelClient]:
+        """A private client for one exchange, whose calls fail at once with KernelDied
+        (instead of waiting out their timeout) if ``process`` exits meanwhile.
         """
-        assert self.connection_info is not None
-        assert self.process is not None
-        process = self.process
         async with KernelClient(
-            self.connection_info, heartbeat=False, kernel_id=self.kernel_id
+            process.connection_info, heartbeat=False, kernel_id=self.kernel_id
         ) as client:
             undo = process.on_exit(
                 lambda: client.kernel_died(KernelDied(exit_code=process.returncode))
             )
             try:
-                msg = client.message(msg_type, content, channel=Channel.CONTROL)
-                await client.request(msg, timeout=timeout)
+                yield client
             finally:
                 undo()
+
+    async def _request(self, msg_type: str, content: dict[str, Any], timeout: float) -> None:
+        """One request on control; errors (KernelDied, ReplyTimeout) propagate."""
+        assert self.process is not None
+        async with self._short_client(self.process) as client:
+            msg = client.message(msg_type, content, channel=Channel.CONTROL)
+            await client.request(msg, timeout=timeout)
 
     # -- start ----------------------------------------------------------------------
 
@@ -230,30 +235,24 @@ class KernelManager:
 
     async def _await_answer(self, process: KernelProcess) -> None:
         """Wait for the first ``kernel_info_reply``, racing the process's exit."""
-        async with KernelClient(process.connection_info, heartbeat=False) as client:
-
-            def exited() -> None:
-                client.kernel_died(KernelDied(exit_code=process.returncode))
-
-            undo = process.on_exit(exited)
-            try:
+        try:
+            async with self._short_client(process) as client:
                 await client.kernel_info(timeout=self.startup_timeout)
-            except KernelDied:
-                tail = await process.stderr_tail()
-                raise LaunchError(
-                    f"kernel {self.type_id!r} exited with code {process.returncode} while "
-                    f"starting{': ' + tail.strip().splitlines()[-1] if tail.strip() else ''}",
-                    argv=process.argv,
-                    exit_code=process.returncode,
-                    stderr_tail=tail,
-                ) from None
-            except ReplyTimeout:
-                raise LaunchError(
-                    f"kernel {self.type_id!r} did not answer within {self.startup_timeout} s",
-                    argv=process.argv,
-                ) from None
-            finally:
-                undo()
+        except KernelDied:
+            tail = await process.stderr_tail()
+            last_line = tail.strip().splitlines()[-1] if tail.strip() else ""
+            raise LaunchError(
+                f"kernel {self.type_id!r} exited with code {process.returncode} while "
+                f"starting{': ' + last_line if last_line else ''}",
+                argv=process.argv,
+                exit_code=process.returncode,
+                stderr_tail=tail,
+            ) from None
+        except ReplyTimeout:
+            raise LaunchError(
+                f"kernel {self.type_id!r} did not answer within {self.startup_timeout} s",
+                argv=process.argv,
+            ) from None
 
     async def _give_up(self) -> None:
         """After a failed start: make sure the process is gone and its files too."""
