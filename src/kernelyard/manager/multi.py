@@ -22,6 +22,7 @@ from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from kernelyard.backend import KernelChannels, KernelModel
 from kernelyard.client import KernelClient
@@ -39,7 +40,7 @@ RestartCallback = Callable[[RestartEvent], object]
 class _ClientChannels:
     """KernelChannels over a KernelClient subscribed to every channel."""
 
-    def __init__(self, client: KernelClient, messages: Any) -> None:
+    def __init__(self, client: KernelClient, messages: MemoryObjectReceiveStream[Message]) -> None:
         self._client = client
         self._messages = messages
 
@@ -47,8 +48,7 @@ class _ClientChannels:
         await self._client.send(msg)
 
     async def receive(self) -> Message:
-        message: Message = await self._messages.receive()
-        return message
+        return await self._messages.receive()
 
 
 class MultiKernelManager:
