@@ -7,6 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from kernelyard.wire import Message
+
 MakeSpec = Callable[..., Path]
 
 
@@ -18,3 +22,14 @@ def make_spec_dir(base: Path, name: str, raw: str | None = None, **fields: Any) 
     data.update(fields)
     (spec_dir / "kernel.json").write_text(raw if raw is not None else json.dumps(data))
     return spec_dir
+
+
+async def wait_until_running(messages: MemoryObjectReceiveStream[Message], code: str) -> None:
+    """Return once the kernel announces (``execute_input`` on IOPub) that it runs ``code``.
+
+    ``messages`` is a subscription opened before the execute was sent.
+    """
+    while True:
+        msg = await messages.receive()
+        if msg.msg_type == "execute_input" and msg.content.get("code") == code:
+            return

@@ -13,6 +13,8 @@ from kernelyard.errors import ChannelClosed, InvalidState, ReplyTimeout
 from kernelyard.manager import KernelManager
 from kernelyard.wire import Channel, Message
 
+from ..helpers import wait_until_running
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
@@ -201,9 +203,10 @@ async def test_subshells(client: KernelClient) -> None:
     )
     assert out.of("stream")[0].content["text"] == "in subshell\n"
     # The subshell answers while the main shell is busy.
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(client.execute, "import time; time.sleep(2)")
-        await anyio.sleep(0.3)
+    busy = "import time; time.sleep(2)"
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+        tg.start_soon(client.execute, busy)
+        await wait_until_running(messages, busy)
         with anyio.fail_after(1.5):
             quick = await client.execute("1", subshell_id=subshell_id)
         assert quick.content["status"] == "ok"
@@ -251,20 +254,18 @@ async def test_closed_and_unopened_clients(manager: KernelManager) -> None:
     client = manager.client()
     with pytest.raises(InvalidState, match="not open"):
         await client.kernel_info()
-    pending = anyio.Event()
     outcome: list[BaseException] = []
+    code = "import time; time.sleep(10)"
 
     async def wait_forever() -> None:
-        pending.set()
         try:
-            await client.execute("import time; time.sleep(10)")
+            await client.execute(code)
         except ChannelClosed as exc:
             outcome.append(exc)
 
-    async with anyio.create_task_group() as tg, client:
+    async with anyio.create_task_group() as tg, client, client.iopub() as messages:
         tg.start_soon(wait_forever)
-        await pending.wait()
-        await anyio.sleep(0.1)
+        await wait_until_running(messages, code)
         # closing the client fails the call still waiting in the other task
     assert len(outcome) == 1
     with pytest.raises(InvalidState):

@@ -24,6 +24,8 @@ from kernelyard.manager import (
     start_kernel,
 )
 
+from ..helpers import wait_until_running
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
@@ -137,15 +139,17 @@ async def test_kill_minus_nine_fails_pending_calls_at_once(finder: KernelFinder)
         await kc.wait_for_ready(timeout=30)
         failures: list[tuple[type[BaseException], float]] = []
 
+        code = "import time; time.sleep(30)"
+
         async def long_call() -> None:
             try:
-                await kc.execute("import time; time.sleep(30)")
+                await kc.execute(code)
             except KernelDied as exc:
                 failures.append((type(exc), time.monotonic()))
 
-        async with anyio.create_task_group() as tg:
+        async with kc.iopub() as messages, anyio.create_task_group() as tg:
             tg.start_soon(long_call)
-            await anyio.sleep(0.3)
+            await wait_until_running(messages, code)
             assert km.process is not None
             killed_at = time.monotonic()
             os.kill(km.process.pid, signal.SIGKILL)
@@ -224,7 +228,6 @@ async def test_heartbeat_silence_counts_as_death(finder: KernelFinder) -> None:
         )
         tg.start_soon(restarter.run)
         assert km.process is not None
-        await anyio.sleep(0.5)
         km.process.send_signal(signal.SIGSTOP)  # alive but silent
         with anyio.fail_after(20):
             while km.state is not KernelState.RUNNING or not events:
@@ -234,18 +237,19 @@ async def test_heartbeat_silence_counts_as_death(finder: KernelFinder) -> None:
 
 
 async def test_interrupt_by_signal_and_by_message(finder: KernelFinder) -> None:
+    code = "import time; time.sleep(20)"
     for type_id in ("python3", "python3-message"):
         async with quiet(finder, type_id) as km, km.client() as kc:
             await kc.wait_for_ready(timeout=30)
             assert km.interrupt_mode == ("message" if type_id.endswith("message") else "signal")
-            async with anyio.create_task_group() as tg:
+            async with kc.iopub() as messages, anyio.create_task_group() as tg:
 
-                async def interrupt_soon() -> None:
-                    await anyio.sleep(0.5)
+                async def interrupt_once_running() -> None:
+                    await wait_until_running(messages, code)
                     await km.interrupt()
 
-                tg.start_soon(interrupt_soon)
-                reply = await kc.execute("import time; time.sleep(20)", timeout=15)
+                tg.start_soon(interrupt_once_running)
+                reply = await kc.execute(code, timeout=15)
             assert reply.content["ename"] == "KeyboardInterrupt"
 
 
@@ -346,11 +350,14 @@ async def test_a_slow_start_does_not_block_another(finder: KernelFinder, kernels
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(mkm.start_kernel, "slow")
-        await anyio.sleep(0.2)
+        while len(mkm) == 0:  # the slow start claims its id before it awaits anything
+            await anyio.sleep(0)
+        (slow_id,) = mkm.list_kernel_ids()
         started = time.monotonic()
         fast = await mkm.start_kernel("python3")
         assert time.monotonic() - started < 10
         assert mkm.get_kernel(fast).state is KernelState.RUNNING
+        assert mkm.get_kernel(slow_id).state is KernelState.STARTING  # still waiting
         tg.cancel_scope.cancel()
 
 
