@@ -304,3 +304,15 @@ async def test_a_client_can_be_reopened(manager: KernelManager) -> None:
             out = Collect()
             await client.execute_interactive("print('again')", output_hook=out, timeout=30)
             assert [m.content["text"] for m in out.of("stream")] == ["again\n"]
+
+
+async def test_a_failing_output_hook_surfaces_and_the_client_survives(client: KernelClient) -> None:
+    def broken(msg: Message) -> None:
+        raise RuntimeError("hook bug")
+
+    with pytest.raises(RuntimeError, match="hook bug"):
+        await client.execute_interactive("print('x')", output_hook=broken, timeout=30)
+    out = Collect()
+    reply = await client.execute_interactive("print('still here')", output_hook=out, timeout=30)
+    assert reply.content["status"] == "ok"
+    assert out.of("stream")[-1].content["text"] == "still here\n"

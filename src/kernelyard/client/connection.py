@@ -302,8 +302,9 @@ class KernelConnection:
     def _check_open(self) -> None:
         if self._exit_stack is None:
             raise InvalidState("the client is not open: use 'async with KernelClient(...)'")
-        if self._dead is not None:
-            raise self._dead
+        dead = self._dead
+        if dead is not None:  # a fresh instance: re-raising one would pile up tracebacks
+            raise KernelDied(str(dead), kernel_id=dead.kernel_id, exit_code=dead.exit_code)
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` on its channel (no reply is awaited)."""
