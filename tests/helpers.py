@@ -33,3 +33,15 @@ async def wait_until_running(messages: MemoryObjectReceiveStream[Message], code:
         msg = await messages.receive()
         if msg.msg_type == "execute_input" and msg.content.get("code") == code:
             return
+
+
+async def wait_for_output(messages: MemoryObjectReceiveStream[Message], text: str) -> None:
+    """Return once a ``stream`` message containing ``text`` arrives on IOPub.
+
+    Stronger than :func:`wait_until_running`: the cell's own code has run, so
+    the kernel's handlers for that cell (SIGINT among them) are in place.
+    """
+    while True:
+        msg = await messages.receive()
+        if msg.msg_type == "stream" and text in str(msg.content.get("text", "")):
+            return

@@ -13,7 +13,7 @@ from kernelyard.errors import ChannelClosed, InvalidState, ReplyTimeout
 from kernelyard.manager import KernelManager
 from kernelyard.wire import Channel, Message
 
-from ..helpers import wait_until_running
+from ..helpers import wait_for_output, wait_until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -203,10 +203,10 @@ async def test_subshells(client: KernelClient) -> None:
     )
     assert out.of("stream")[0].content["text"] == "in subshell\n"
     # The subshell answers while the main shell is busy.
-    busy = "import time; time.sleep(2)"
+    busy = "import time\nprint('main busy', flush=True)\ntime.sleep(2)"
     async with client.iopub() as messages, anyio.create_task_group() as tg:
         tg.start_soon(client.execute, busy)
-        await wait_until_running(messages, busy)
+        await wait_for_output(messages, "main busy")
         with anyio.fail_after(1.5):
             quick = await client.execute("1", subshell_id=subshell_id)
         assert quick.content["status"] == "ok"

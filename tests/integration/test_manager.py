@@ -24,7 +24,7 @@ from kernelyard.manager import (
     start_kernel,
 )
 
-from ..helpers import wait_until_running
+from ..helpers import wait_for_output, wait_until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -237,7 +237,7 @@ async def test_heartbeat_silence_counts_as_death(finder: KernelFinder) -> None:
 
 
 async def test_interrupt_by_signal_and_by_message(finder: KernelFinder) -> None:
-    code = "import time; time.sleep(20)"
+    code = "import time\nprint('sleeping', flush=True)\ntime.sleep(20)"
     for type_id in ("python3", "python3-message"):
         async with quiet(finder, type_id) as km, km.client() as kc:
             await kc.wait_for_ready(timeout=30)
@@ -245,7 +245,9 @@ async def test_interrupt_by_signal_and_by_message(finder: KernelFinder) -> None:
             async with kc.iopub() as messages, anyio.create_task_group() as tg:
 
                 async def interrupt_once_running() -> None:
-                    await wait_until_running(messages, code)
+                    # ipykernel may publish execute_input before it arms SIGINT for the
+                    # cell: wait for the cell's own output instead.
+                    await wait_for_output(messages, "sleeping")
                     await km.interrupt()
 
                 tg.start_soon(interrupt_once_running)
