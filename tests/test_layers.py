@@ -64,8 +64,8 @@ WIRE_FORBIDDEN_STDLIB = {
     "time",
 }
 WIRE_ALLOWED_THIRD_PARTY = {"orjson"}
-#: Only these may start an event loop.
-LOOP_STARTERS = {"cli", "blocking"}
+#: Only these may start an event loop (the kernel runs one per shell thread).
+LOOP_STARTERS = {"cli", "blocking", "kernel"}
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def violations(root: Path) -> list[str]:
                 found.append(f"{where}:{imp.line}: nest_asyncio is never used")
         if here not in LOOP_STARTERS:
             found.extend(
-                f"{where}:{line}: only cli/ and blocking/ start loops"
+                f"{where}:{line}: only cli/, blocking/ and kernel/ start loops"
                 for line in _loop_starts(path)
             )
     return found
@@ -184,8 +184,8 @@ def _write(root: Path, relative: str, source: str) -> None:
         ("client/c.py", "import httpx\n", "only gateway/ may import httpx"),
         ("manager/m.py", "import traitlets\n", "only cli/ may import traitlets"),
         ("manager/m.py", "import nest_asyncio\n", "nest_asyncio is never used"),
-        ("client/c.py", "import asyncio\nasyncio.run(f())\n", "only cli/ and blocking/ start"),
-        ("client/c.py", "loop.run_until_complete(f())\n", "only cli/ and blocking/ start"),
+        ("client/c.py", "import asyncio\nasyncio.run(f())\n", "only cli/, blocking/ and kernel/ start"),
+        ("client/c.py", "loop.run_until_complete(f())\n", "only cli/, blocking/ and kernel/ start"),
     ],
 )
 def test_the_checker_catches_violations(

@@ -1,0 +1,332 @@
+"""The Kernel: sockets, workers and IPython put together.
+
+Start order, chosen for start-to-ready time: bind and start the I/O,
+heartbeat and control threads, then run the main worker's loop at once, so
+``kernel_info`` and ``iopub_welcome`` go out while a warm-up thread imports
+IPython (about 100 ms). The shell is created on the main thread when the
+import is done; requests that need it wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import ctypes
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from kernelyard.kernel.context import RequestContext
+from kernelyard.kernel.control import ControlThread
+from kernelyard.kernel.handlers import SHELL_HANDLERS
+from kernelyard.kernel.publisher import Publisher
+from kernelyard.kernel.session import KernelSession, Request
+from kernelyard.kernel.stdin import StdinBroker
+from kernelyard.kernel.streams import OutStream
+from kernelyard.kernel.worker import ShellWorker
+from kernelyard.transport.kernel_io import KernelSockets
+from kernelyard.wire.channel import Channel
+from kernelyard.wire.connection import ConnectionInfo
+from kernelyard.wire.message import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from comm.base_comm import CommManager
+
+__all__ = ["Kernel"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds the main thread gets to finish by itself after an exit was asked for.
+EXIT_GRACE = 2.0
+
+
+def _version() -> str:
+    from kernelyard import __version__
+
+    return __version__
+
+
+class _Subshell:
+    def __init__(self, worker: ShellWorker) -> None:
+        self.worker = worker
+        self.thread = threading.Thread(
+            target=worker.run_forever, name=f"kernelyard-subshell-{worker.subshell_id}", daemon=True
+        )
+
+
+class Kernel:
+    """One kernel process.
+
+    Construct, :meth:`bind`, :meth:`start`, then :meth:`run` on the main thread.
+    """
+
+    def __init__(self, info: ConnectionInfo, *, parent_pid: int | None = None) -> None:
+        self.session = KernelSession(info)
+        self.requests = RequestContext()
+        self._parent_fd, watch = _watch_parent(parent_pid)
+        self.sockets = KernelSockets(
+            info,
+            {
+                Channel.SHELL: self._on_shell,
+                Channel.CONTROL: self._on_control,
+                Channel.STDIN: self._on_stdin,
+            },
+            on_subscribe=self._on_subscribe,
+            watch_fd=self._parent_fd,
+            on_watch_fd=self._on_parent_exit if watch else None,
+        )
+        self.publisher = Publisher(self.session, self.sockets)
+        self.stdin = StdinBroker(self)
+        self.main = ShellWorker(self, None, SHELL_HANDLERS)
+        self.control = ControlThread(self)
+        self._subshells: dict[str, _Subshell] = {}
+        self._subshells_lock = threading.Lock()
+        self._shell: Any = None
+        self._shell_future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._closed = threading.Lock()
+        self._exit_asked = threading.Event()
+        self.comms: CommManager
+        self.interrupt_pending = False
+
+    # -- setup and run (main thread) -----------------------------------------------
+
+    def bind(self) -> ConnectionInfo:
+        """Bind every socket; returns the connection info with the real ports."""
+        return self.sockets.bind()
+
+    def start(self) -> None:
+        """Start the socket threads and the control thread; install streams, input and SIGINT."""
+        self.sockets.start()
+        self.control.start()
+        sys.stdout = OutStream("stdout", self.publisher, self.requests)
+        sys.stderr = OutStream("stderr", self.publisher, self.requests)
+        self.stdin.install()
+        signal.signal(signal.SIGINT, self._on_sigint)
+        threading.Thread(target=self._warm_up, name="kernelyard-warm-up", daemon=True).start()
+
+    def run(self) -> None:
+        """Serve the main shell until an exit is asked for, then close everything."""
+        try:
+            self.main.run_forever()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop every thread, save history, write what is queued and close the sockets."""
+        if not self._closed.acquire(blocking=False):
+            return
+        for subshell in self._take_subshells():
+            subshell.worker.stop()
+            subshell.thread.join(1.0)
+        self.control.stop()
+        if self._shell is not None:
+            atexit.unregister(self._shell.atexit_operations)
+            try:
+                self._shell.atexit_operations()
+            except Exception:  # history is nice to keep, not worth a hang or a crash
+                log.exception("IPython's exit operations failed")
+        self.publisher.flush_now()
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        self.sockets.close()
+        if self._parent_fd is not None:
+            os.close(self._parent_fd)
+
+    def request_exit(self) -> None:
+        """Stop serving (any thread); forces the exit if user code does not let go in time."""
+        if self._exit_asked.is_set():
+            return
+        self._exit_asked.set()
+        self.main.stop()
+        threading.Thread(target=self._force_exit, name="kernelyard-exit", daemon=True).start()
+
+    def _force_exit(self) -> None:
+        if self._closed.locked():
+            return
+        threading.Event().wait(EXIT_GRACE)
+        if not self._closed.locked():
+            log.warning("user code did not stop within %.1f s; exiting anyway", EXIT_GRACE)
+            self.close()
+            os._exit(0)
+
+    # -- the IPython shell ----------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        try:
+            import kernelyard.kernel.comms
+            import kernelyard.kernel.shell  # noqa: F401  # the slow import, off the main thread
+        except BaseException as exc:  # pragma: no cover - a broken IPython install
+            self._shell_future.set_exception(exc)
+            return
+        self.main.loop.call_soon_threadsafe(self._create_shell)
+
+    def _create_shell(self) -> None:
+        from kernelyard.kernel.comms import install_comms
+        from kernelyard.kernel.shell import create_shell
+
+        try:
+            self.comms = install_comms(self)
+            self._shell = create_shell(self)
+        except BaseException as exc:
+            log.exception("cannot create the IPython shell")
+            self._shell_future.set_exception(exc)
+            return
+        self._shell_future.set_result(self._shell)
+
+    async def shell(self) -> Any:
+        """The IPython shell, once created (from any worker's loop)."""
+        if self._shell is not None:
+            return self._shell
+        return await asyncio.wrap_future(self._shell_future)
+
+    # -- messages ------------------------------------------------------------------
+
+    def kernel_info(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "protocol_version": PROTOCOL_VERSION,
+            "implementation": "kernelyard",
+            "implementation_version": _version(),
+            "language_info": {
+                "name": "python",
+                "version": platform.python_version(),
+                "mimetype": "text/x-python",
+                "codemirror_mode": {"name": "ipython", "version": 3},
+                "pygments_lexer": "ipython3",
+                "nbconvert_exporter": "python",
+                "file_extension": ".py",
+            },
+            "banner": f"Python {sys.version}\nkernelyard {_version()}: a concurrent IPython kernel",
+            "help_links": [
+                {"text": "Python Reference", "url": "https://docs.python.org/3/"},
+                {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/"},
+            ],
+            "debugger": False,
+            "supported_features": ["kernel subshells"],
+        }
+
+    def send_reply(self, request: Request, reply_type: str, content: dict[str, Any]) -> None:
+        msg = self.session.message(reply_type, content, request.msg)
+        self.sockets.send(request.channel, self.session.frames(msg, request.identities))
+
+    def _on_shell(self, frames: list[bytes]) -> None:
+        request = self.session.decode(Channel.SHELL, frames)
+        if request is None:
+            return
+        subshell_id = request.subshell_id
+        if subshell_id is None:
+            self.main.submit(request)
+            return
+        with self._subshells_lock:
+            subshell = self._subshells.get(subshell_id)
+        if subshell is not None:
+            subshell.worker.submit(request)
+            return
+        # JEP 91: an unknown subshell is an error reply, never a silent fallback.
+        self.publisher.status("busy", request.msg)
+        self.send_reply(
+            request,
+            request.msg_type.removesuffix("_request") + "_reply",
+            {
+                "status": "error",
+                "ename": "SubshellNotFound",
+                "evalue": f"no subshell with id {subshell_id!r}",
+                "traceback": [],
+            },
+        )
+        self.publisher.status("idle", request.msg)
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        request = self.session.decode(Channel.CONTROL, frames)
+        if request is not None:
+            self.control.submit(request)
+
+    def _on_stdin(self, frames: list[bytes]) -> None:
+        request = self.session.decode(Channel.STDIN, frames)
+        if request is not None:
+            self.stdin.deliver(request)
+
+    def _on_subscribe(self, topic: bytes) -> None:
+        self.publisher.publish(
+            "iopub_welcome", {"subscription": topic.decode(errors="replace")}, None, topic=topic
+        )
+
+    def _on_parent_exit(self) -> None:
+        log.warning("the parent process exited; shutting down")
+        self.request_exit()
+
+    # -- subshells -------------------------------------------------------------------
+
+    def create_subshell(self) -> str:
+        subshell_id = uuid.uuid4().hex
+        subshell = _Subshell(ShellWorker(self, subshell_id, SHELL_HANDLERS))
+        with self._subshells_lock:
+            self._subshells[subshell_id] = subshell
+        subshell.thread.start()
+        return subshell_id
+
+    def delete_subshell(self, subshell_id: str) -> bool:
+        with self._subshells_lock:
+            subshell = self._subshells.pop(subshell_id, None)
+        if subshell is None:
+            return False
+        subshell.worker.stop()
+        return True
+
+    def subshell_ids(self) -> list[str]:
+        with self._subshells_lock:
+            return list(self._subshells)
+
+    def _take_subshells(self) -> list[_Subshell]:
+        with self._subshells_lock:
+            subshells = list(self._subshells.values())
+            self._subshells.clear()
+        return subshells
+
+    # -- interrupts ------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Interrupt like SIGINT does (any thread): ``interrupt_request`` uses this."""
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT: cancel awaited cells, raise KeyboardInterrupt into running ones."""
+        self.interrupt_pending = True
+        with self._subshells_lock:
+            workers = [s.worker for s in self._subshells.values()]
+        for worker in workers:
+            _interrupt_worker(worker)
+        main = self.main
+        if main.waiting:
+            main.cancel_execute()
+        elif main.executing:
+            raise KeyboardInterrupt
+
+
+def _interrupt_worker(worker: ShellWorker) -> None:
+    """Interrupt a subshell from another thread."""
+    if worker.waiting:
+        worker.cancel_execute()
+    elif worker.executing and worker.thread_id is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(worker.thread_id), ctypes.py_object(KeyboardInterrupt)
+        )
+
+
+def _watch_parent(parent_pid: int | None) -> tuple[int | None, bool]:
+    """A pidfd that becomes readable when ``parent_pid`` exits (Linux), or (None, False)."""
+    if not parent_pid or parent_pid == os.getpid():
+        return None, False
+    try:
+        fd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        log.warning("the parent process %d is already gone", parent_pid)
+        os._exit(0)
+    except (OSError, AttributeError):  # not Linux, or an old kernel: no watching
+        return None, False
+    return fd, True

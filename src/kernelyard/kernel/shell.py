@@ -1,0 +1,133 @@
+"""IPython's InteractiveShell, wired to IOPub.
+
+This module imports IPython, the heaviest import of the kernel, so the kernel
+imports it on a warm-up thread after its sockets answer (see
+:mod:`kernelyard.kernel.kernel`). Output of the shell's machinery goes to the
+request the running code works for:
+
+* results (``Out[n]``) become ``execute_result``,
+* ``display()``/``update_display()``/``clear_output()`` become
+  ``display_data``/``update_display_data``/``clear_output``,
+* tracebacks become ``error`` messages, and the last one is kept for the reply,
+* pager output (``obj?``) and ``set_next_input`` become reply payloads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import IPython.core.page
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+if TYPE_CHECKING:
+    from kernelyard.kernel.kernel import Kernel
+
+__all__ = ["KernelShell", "create_shell"]
+
+
+def _payload(shell: InteractiveShell, payload: dict[str, Any]) -> None:
+    """Add ``payload`` to the reply of the running execute."""
+    if shell.payload_manager is not None:
+        shell.payload_manager.write_payload(payload)
+
+
+def _parent(shell: Any) -> Any:
+    request = shell.kernel.requests.get()
+    return request.msg if request is not None else None
+
+
+class KernelDisplayHook(DisplayHook):
+    """``Out[n]`` as an ``execute_result`` for the current request."""
+
+    _content: dict[str, Any] | None = None
+
+    def start_displayhook(self) -> None:
+        self._content = {"execution_count": self.prompt_count, "data": {}, "metadata": {}}
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
+        if self._content is not None:
+            self._content["data"] = format_dict
+            self._content["metadata"] = md_dict or {}
+
+    def finish_displayhook(self) -> None:
+        content, self._content = self._content, None
+        shell: Any = self.shell
+        if content is not None and content["data"]:
+            shell.kernel.publisher.publish("execute_result", content, _parent(shell))
+
+
+class KernelDisplayPublisher(DisplayPublisher):
+    """``display()`` and friends as IOPub messages for the current request."""
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        msg_type = "update_display_data" if update else "display_data"
+        self.shell.kernel.publisher.publish(msg_type, content, _parent(self.shell))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.shell.kernel.publisher.publish("clear_output", {"wait": wait}, _parent(self.shell))
+
+
+class KernelShell(InteractiveShell):
+    """The InteractiveShell of the kernelyard kernel (``get_ipython()`` in cells)."""
+
+    kernel: Kernel
+    last_error: dict[str, Any] | None = None
+
+    def init_io(self) -> None:
+        pass  # sys.stdout/stderr are the kernel's streams already
+
+    def _showtraceback(
+        self, etype: type[BaseException], evalue: BaseException, stb: list[str]
+    ) -> None:
+        content = {
+            "traceback": list(stb),
+            "ename": getattr(etype, "__name__", str(etype)),
+            "evalue": str(evalue),
+        }
+        self.last_error = content
+        self.kernel.publisher.publish("error", content, _parent(self))
+
+    def set_next_input(self, s: str, replace: bool = False) -> None:
+        _payload(self, {"source": "set_next_input", "text": s, "replace": replace})
+
+    def ask_exit(self) -> None:
+        _payload(self, {"source": "ask_exit", "keepkernel": False})
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        if gui not in (None, "inline"):
+            raise NotImplementedError(
+                f"the kernelyard kernel has no '{gui}' event loop integration"
+            )
+
+
+def _page(data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None) -> None:
+    """IPython's pager, as a ``page`` payload of the execute reply (``obj?``)."""
+    shell = InteractiveShell.instance()
+    bundle = data if isinstance(data, dict) else {"text/plain": data}
+    _payload(shell, {"source": "page", "data": bundle, "start": start})
+
+
+def create_shell(kernel: Kernel) -> KernelShell:
+    """The kernel's shell singleton (call once, on the main thread)."""
+    shell = KernelShell.instance(
+        displayhook_class=KernelDisplayHook,
+        display_pub_class=KernelDisplayPublisher,
+    )
+    shell.kernel = kernel
+    IPython.core.page.page = _page
+    return shell

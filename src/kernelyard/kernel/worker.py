@@ -1,0 +1,204 @@
+"""A shell worker: one thread, one asyncio loop, one execute queue.
+
+The main shell's worker runs on the main thread (so SIGINT interrupts blocking
+code); each subshell's worker runs on its own thread. Requests are handed in
+from the I/O thread with :meth:`ShellWorker.submit`.
+
+Within a worker, ``execute_request`` runs strictly in arrival order, one at a
+time. Every other request (complete, inspect, comm messages, ...) runs as its
+own task at once, so a widget's comm message is handled while a cell awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import selectors
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from kernelyard.kernel.context import current_request
+from kernelyard.kernel.session import Request
+from kernelyard.wire.channel import Channel
+
+if TYPE_CHECKING:
+    from kernelyard.kernel.kernel import Kernel
+
+__all__ = ["Handler", "ShellWorker"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["ShellWorker", Request], Awaitable[dict[str, Any] | None]]
+
+
+class _WatchedSelector(selectors.DefaultSelector):
+    """A selector that knows whether its loop is waiting (idle) or running code."""
+
+    waiting = False
+
+    def select(self, timeout: float | None = None) -> Any:
+        self.waiting = True
+        try:
+            return super().select(timeout)
+        finally:
+            self.waiting = False
+
+
+class ShellWorker:
+    """Runs one shell's requests; ``subshell_id`` is None for the main shell."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        subshell_id: str | None,
+        handlers: dict[str, Handler],
+    ) -> None:
+        self.kernel = kernel
+        self.subshell_id = subshell_id
+        self._handlers = handlers
+        self._selector = _WatchedSelector()
+        self.loop = asyncio.SelectorEventLoop(self._selector)
+        self._executes: deque[Request] = deque()
+        self._execute_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self.current_execute: asyncio.Task[Any] | None = None
+        self.thread_id: int | None = None
+        self.executing = False
+
+    # -- any thread ---------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        """Hand ``request`` to this worker (thread-safe)."""
+        self.loop.call_soon_threadsafe(self._accept, request)
+
+    def stop(self) -> None:
+        """Finish the running request, drop the queue, return from :meth:`run` (thread-safe)."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: stopped already
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the loop waits for I/O (nothing of user code is on the stack)."""
+        return self._selector.waiting
+
+    def cancel_execute(self) -> None:
+        """Cancel the running execute's awaited code (thread-safe)."""
+
+        def cancel() -> None:
+            if self.current_execute is not None:
+                self.current_execute.cancel()
+
+        self.loop.call_soon_threadsafe(cancel)
+
+    # -- the worker's thread ------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run the loop until :meth:`stop`.
+
+        A KeyboardInterrupt that lands outside user code (between two steps of
+        the loop) escapes ``run_until_complete``; the loop just goes on.
+        """
+        self.thread_id = threading.get_ident()
+        asyncio.set_event_loop(self.loop)
+        main = self.loop.create_task(self._run())
+        try:
+            while True:
+                try:
+                    self.loop.run_until_complete(main)
+                except KeyboardInterrupt:
+                    if main.done():
+                        return
+                    log.debug("an interrupt arrived outside user code; ignored")
+                else:
+                    return
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    async def _run(self) -> None:
+        executor = asyncio.ensure_future(self._execute_loop())
+        await self._stop.wait()
+        executor.cancel()
+        for task in (*self._tasks, executor):
+            task.cancel()
+        await asyncio.gather(*self._tasks, executor, return_exceptions=True)
+
+    def _accept(self, request: Request) -> None:
+        if request.msg_type == "execute_request":
+            self._executes.append(request)
+            self._execute_ready.set()
+            return
+        task = self.loop.create_task(self.handle(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute_loop(self) -> None:
+        while True:
+            while not self._executes:
+                self._execute_ready.clear()
+                await self._execute_ready.wait()
+            request = self._executes.popleft()
+            reply = await self.handle(request)
+            if (
+                reply is not None
+                and reply.get("status") == "error"
+                and request.content.get("stop_on_error", True)
+            ):
+                await asyncio.sleep(0)  # let requests already handed over join the queue
+                await self._abort_queued()
+
+    async def _abort_queued(self) -> None:
+        while self._executes:
+            request = self._executes.popleft()
+            publisher = self.kernel.publisher
+            publisher.status("busy", request.msg)
+            self.reply(request, {"status": "aborted", "execution_count": None})
+            publisher.status("idle", request.msg)
+
+    async def handle(self, request: Request) -> dict[str, Any] | None:
+        """busy, the handler's reply, idle: every request, whatever it does."""
+        publisher = self.kernel.publisher
+        token = current_request.set(request)
+        publisher.status("busy", request.msg)
+        try:
+            handler = self._handlers.get(request.msg_type)
+            if handler is None:
+                content: dict[str, Any] | None = unknown_request(request)
+            else:
+                try:
+                    content = await handler(self, request)
+                except Exception as exc:  # a handler bug: the client still gets an answer
+                    log.exception("error handling %s", request.msg_type)
+                    content = error_content(exc)
+            if content is not None:
+                self.reply(request, content)
+            return content
+        finally:
+            publisher.status("idle", request.msg)
+            current_request.reset(token)
+
+    def reply(self, request: Request, content: dict[str, Any]) -> None:
+        reply_type = request.msg_type.removesuffix("_request") + "_reply"
+        self.kernel.send_reply(request, reply_type, content)
+
+
+def error_content(exc: BaseException) -> dict[str, Any]:
+    """An error reply's content for ``exc``."""
+    return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+
+
+def unknown_request(request: Request) -> dict[str, Any] | None:
+    """The answer to a message type nobody handles: an error reply for ``*_request``."""
+    log.warning("unknown message type %r on %s", request.msg_type, request.channel)
+    if not request.msg_type.endswith("_request"):
+        return None
+    return {
+        "status": "error",
+        "ename": "UnknownMessageType",
+        "evalue": f"this kernel does not handle {request.msg_type!r} on {Channel(request.channel)}",
+        "traceback": [],
+    }
