@@ -184,7 +184,11 @@ def _write(root: Path, relative: str, source: str) -> None:
         ("client/c.py", "import httpx\n", "only gateway/ may import httpx"),
         ("manager/m.py", "import traitlets\n", "only cli/ may import traitlets"),
         ("manager/m.py", "import nest_asyncio\n", "nest_asyncio is never used"),
-        ("client/c.py", "import asyncio\nasyncio.run(f())\n", "only cli/, blocking/ and kernel/ start"),
+        (
+            "client/c.py",
+            "import asyncio\nasyncio.run(f())\n",
+            "only cli/, blocking/ and kernel/ start",
+        ),
         ("client/c.py", "loop.run_until_complete(f())\n", "only cli/, blocking/ and kernel/ start"),
     ],
 )

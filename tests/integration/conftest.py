@@ -16,6 +16,7 @@ from ..helpers import make_spec_dir
 
 HERE = Path(__file__).parent
 IPYKERNEL = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+KERNELYARD = [sys.executable, "-m", "kernelyard.kernel", "-f", "{connection_file}"]
 
 
 @pytest.fixture
@@ -44,6 +45,10 @@ def kernels_dir(tmp_path: Path) -> Path:
         argv=[sys.executable, str(HERE / "stubborn_kernel.py"), "-f", "{connection_file}"],
     )
     make_spec_dir(kernels, "no-such-program", argv=["/nonexistent/kernel", "{connection_file}"])
+    # Our kernel, its IPython history in the test's own directory.
+    ipython_env = {"IPYTHONDIR": str(tmp_path / "ipython")}
+    make_spec_dir(kernels, "kernelyard", argv=KERNELYARD, interrupt_mode="message", env=ipython_env)
+    make_spec_dir(kernels, "kernelyard-signal", argv=KERNELYARD, env=ipython_env)
     return kernels
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from kernelyard.cli import kernelspecs, run
+from kernelyard.cli import kernel, kernelspecs, run
 from kernelyard.errors import KernelyardError
 
 __all__ = ["build_parser", "main"]
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     kernelspecs.add_parser(commands)
     run.add_parser(commands)
+    kernel.add_parsers(commands)
     return parser
 
 

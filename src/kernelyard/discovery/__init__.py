@@ -11,20 +11,24 @@ from kernelyard.discovery.kernelspec import (
     load_kernelspec,
     normalize_kernel_name,
 )
+from kernelyard.discovery.ownkernel import KERNEL_NAME, install_kernelspec, kernelyard_spec
 from kernelyard.discovery.paths import jupyter_data_dir, kernel_dirs
 from kernelyard.discovery.providers import KernelProvider, KernelSpecProvider, PythonEnvProvider
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "KERNEL_NAME",
     "KernelFinder",
     "KernelProvider",
     "KernelSpec",
     "KernelSpecProvider",
     "PythonEnvProvider",
     "check_kernel_name",
+    "install_kernelspec",
     "jupyter_data_dir",
     "kernel_dirs",
     "kernelspec_model",
+    "kernelyard_spec",
     "load_entry_point_providers",
     "load_kernelspec",
     "normalize_kernel_name",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from kernelyard.discovery.kernelspec import KernelSpec, load_kernelspec, normalize_kernel_name
+from kernelyard.discovery.ownkernel import KERNEL_NAME, kernelyard_spec
 from kernelyard.discovery.paths import kernel_dirs
 from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
 
@@ -89,14 +90,15 @@ class KernelSpecProvider:
 class PythonEnvProvider:
     """Kernels importable in the running Python environment, offered without any install.
 
-    ``pyimport/ipykernel`` is offered when ipykernel can be imported (checked
-    without importing it).
+    ``pyimport/kernelyard`` (our kernel) is always offered;
+    ``pyimport/ipykernel`` when ipykernel can be imported (checked without
+    importing it).
     """
 
     id = "pyimport"
 
     def _specs(self) -> dict[str, KernelSpec]:
-        specs: dict[str, KernelSpec] = {}
+        specs: dict[str, KernelSpec] = {KERNEL_NAME: kernelyard_spec()}
         found = importlib.util.find_spec("ipykernel")
         if found is not None and found.submodule_search_locations:
             package_dir = Path(next(iter(found.submodule_search_locations)))

@@ -189,7 +189,12 @@ async def history(worker: ShellWorker, request: Request) -> dict[str, Any]:
             "traceback": [],
             "history": [],
         }
-    return {"status": "ok", "history": [list(item) for item in items]}
+    # IPython numbers the running session 0 in ranges; clients want the real number.
+    current = manager.session_number
+    return {
+        "status": "ok",
+        "history": [[session or current, line, entry] for session, line, entry in items],
+    }
 
 
 async def is_complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
