@@ -47,6 +47,7 @@ async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
     if worker.subshell_id is None:
         kernel.requests.fallback = request
     shell.last_error = None
+    kernel.interrupt_pending = False
     worker.executing = True
     try:
         result = await _run_cell(worker, shell, code, store_history=store_history, silent=silent)

@@ -14,6 +14,7 @@ request the running code works for:
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import IPython.core.page
@@ -94,6 +95,10 @@ class KernelShell(InteractiveShell):
     def _showtraceback(
         self, etype: type[BaseException], evalue: BaseException, stb: list[str]
     ) -> None:
+        if issubclass(etype, asyncio.CancelledError) and self.kernel.interrupt_pending:
+            # An interrupt cancels an awaiting cell; show it as the interrupt it was.
+            etype, evalue = KeyboardInterrupt, KeyboardInterrupt()
+            stb = [*stb[:-1], "KeyboardInterrupt: interrupted while awaiting"]
         content = {
             "traceback": list(stb),
             "ename": getattr(etype, "__name__", str(etype)),

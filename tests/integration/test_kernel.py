@@ -1,0 +1,367 @@
+"""The kernelyard kernel, driven by our client: what jupyter_kernel_test does not cover."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+from kernelyard.client import KernelClient
+from kernelyard.discovery import KernelFinder
+from kernelyard.manager import KernelManager
+from kernelyard.wire import Channel, Message
+
+from ..helpers import wait_for_output
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture(params=["tcp", "ipc"])
+async def manager(request: pytest.FixtureRequest, finder: KernelFinder):
+    async with KernelManager("kernelyard", finder=finder, transport=request.param) as km:
+        yield km
+
+
+@pytest.fixture
+async def client(manager: KernelManager):
+    async with manager.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        yield kc
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, msg: Message) -> None:
+        self.messages.append(msg)
+
+    def of(self, msg_type: str) -> list[Message]:
+        return [m for m in self.messages if m.msg_type == msg_type]
+
+    def text(self, name: str = "stdout") -> str:
+        return "".join(m.content["text"] for m in self.of("stream") if m.content["name"] == name)
+
+
+async def run(kc: KernelClient, code: str, **kwargs: Any) -> tuple[Message, Collect]:
+    out = Collect()
+    reply = await kc.execute_interactive(code, output_hook=out, timeout=30, **kwargs)
+    return reply, out
+
+
+async def test_kernel_info_says_who_it_is(client: KernelClient) -> None:
+    for channel in (Channel.SHELL, Channel.CONTROL):
+        info = (await client.kernel_info(channel=channel)).content
+        assert info["protocol_version"] == "5.5"
+        assert info["implementation"] == "kernelyard"
+        assert info["language_info"]["name"] == "python"
+        assert "kernel subshells" in info["supported_features"]
+        assert info["debugger"] is False
+
+
+async def echoes(kc: KernelClient, code: str, **kwargs: Any) -> list[Message]:
+    """The execute_input messages of running ``code``."""
+    async with kc.iopub() as messages:
+        reply, _ = await run(kc, code, **kwargs)
+        found = []
+        while (msg := messages.receive_nowait()) is not None:
+            if msg.msg_type == "execute_input" and msg.parent_msg_id == reply.parent_msg_id:
+                found.append(msg)
+            if (
+                msg.msg_type == "status"
+                and msg.parent_msg_id == reply.parent_msg_id
+                and msg.content["execution_state"] == "idle"
+            ):
+                return found
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def test_execute_results_errors_and_counts(client: KernelClient) -> None:
+    reply, out = await run(client, "print('a'); 6 * 7")
+    assert reply.content["status"] == "ok"
+    count = reply.content["execution_count"]
+    assert out.text() == "a\n"
+    [result] = out.of("execute_result")
+    assert result.content["data"]["text/plain"] == "42"
+    assert result.content["execution_count"] == count
+
+    reply, out = await run(client, "1/0")
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "ZeroDivisionError"
+    assert any("ZeroDivisionError" in line for line in reply.content["traceback"])
+    [error] = out.of("error")
+    assert error.content["ename"] == "ZeroDivisionError"
+    assert reply.content["execution_count"] == count + 1
+
+    [echo] = await echoes(client, "'echoed'")
+    assert echo.content == {"code": "'echoed'", "execution_count": count + 2}
+    assert await echoes(client, "x = 1", silent=True) == []
+    reply, _ = await run(client, "pass")
+    assert reply.content["execution_count"] == count + 3  # silent did not count
+
+
+async def test_user_expressions_and_payloads(client: KernelClient) -> None:
+    reply, _ = await run(client, "y = 5", user_expressions={"double": "y * 2", "bad": "1/0"})
+    expressions = reply.content["user_expressions"]
+    assert expressions["double"]["data"]["text/plain"] == "10"
+    assert expressions["bad"]["status"] == "error"
+    reply, _ = await run(client, "get_ipython().set_next_input('next cell')")
+    [payload] = reply.content["payload"]
+    assert payload["source"] == "set_next_input"
+    assert payload["text"] == "next cell"
+    reply, _ = await run(client, "len?")
+    assert reply.content["payload"][0]["source"] == "page"
+
+
+async def test_top_level_await_and_magics(client: KernelClient) -> None:
+    reply, out = await run(client, "import asyncio\nawait asyncio.sleep(0.01)\n'done'")
+    assert out.of("execute_result")[0].content["data"]["text/plain"] == "'done'"
+    reply, out = await run(client, "%timeit -n1 -r1 pass")
+    assert reply.content["status"] == "ok"
+    assert "loop" in out.text()
+
+
+async def test_displays_updates_and_clear_output(client: KernelClient) -> None:
+    code = (
+        "from IPython.display import display, update_display, clear_output\n"
+        "display('one', display_id='d1')\n"
+        "update_display('two', display_id='d1')\n"
+        "clear_output(wait=True)\n"
+    )
+    _, out = await run(client, code)
+    [shown] = out.of("display_data")
+    assert shown.content["transient"] == {"display_id": "d1"}
+    [updated] = out.of("update_display_data")
+    assert updated.content["data"]["text/plain"] == "'two'"
+    [cleared] = out.of("clear_output")
+    assert cleared.content == {"wait": True}
+
+
+async def test_output_from_threads_goes_to_the_cell_that_started_them(client: KernelClient) -> None:
+    code = (
+        "import threading\n"
+        "t = threading.Thread(target=lambda: print('from a thread', flush=True))\n"
+        "t.start(); t.join()\n"
+    )
+    reply, out = await run(client, code)
+    assert out.text() == "from a thread\n"
+    assert all(m.parent_msg_id == reply.parent_msg_id for m in out.of("stream"))
+
+
+async def test_stop_on_error_aborts_the_queued_requests(client: KernelClient) -> None:
+    async with anyio.create_task_group() as tg:
+        replies: dict[str, Message] = {}
+
+        async def execute(name: str, code: str) -> None:
+            replies[name] = await client.execute(code, timeout=30)
+
+        tg.start_soon(execute, "fails", "import time; time.sleep(0.5); 1/0")
+        await anyio.sleep(0.1)
+        tg.start_soon(execute, "queued", "print('never')")
+    assert replies["fails"].content["status"] == "error"
+    assert replies["queued"].content["status"] == "aborted"
+    reply, _ = await run(client, "'after'")
+    assert reply.content["status"] == "ok"  # the queue runs again
+
+
+async def test_stdin_input_and_getpass(client: KernelClient) -> None:
+    prompts: list[Message] = []
+
+    def answer(request: Message) -> str:
+        prompts.append(request)
+        return "secret" if request.content["password"] else "Ada"
+
+    code = "import getpass\nname = input('name? ')\npw = getpass.getpass('pw? ')\nprint(name, pw)"
+    reply, out = await run(client, code, stdin_hook=answer)
+    assert reply.content["status"] == "ok"
+    assert out.text() == "Ada secret\n"
+    assert [(p.content["prompt"], p.content["password"]) for p in prompts] == [
+        ("name? ", False),
+        ("pw? ", True),
+    ]
+
+
+async def test_input_without_allow_stdin_is_an_error(client: KernelClient) -> None:
+    reply, _ = await run(client, "input('x')", allow_stdin=False)
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "StdinNotImplementedError"
+
+
+async def _interrupt_during(client: KernelClient, manager: KernelManager, code: str) -> Message:
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+        replies: list[Message] = []
+
+        async def execute() -> None:
+            replies.append(await client.execute(code, timeout=30))
+
+        tg.start_soon(execute)
+        await wait_for_output(messages, "started")
+        with anyio.fail_after(10):
+            await manager.interrupt()
+    return replies[0]
+
+
+@pytest.mark.parametrize("spec", ["kernelyard", "kernelyard-signal"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import time\nprint('started', flush=True)\ntime.sleep(60)",
+        "import asyncio\nprint('started', flush=True)\nawait asyncio.sleep(60)",
+    ],
+    ids=["blocking", "awaiting"],
+)
+async def test_interrupt_stops_blocking_and_awaiting_cells(
+    finder: KernelFinder, spec: str, code: str
+) -> None:
+    async with KernelManager(spec, finder=finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        with anyio.fail_after(20):
+            reply = await _interrupt_during(kc, km, code)
+        assert reply.content["status"] == "error"
+        assert reply.content["ename"] == "KeyboardInterrupt"
+        after, _ = await run(kc, "'still alive'")
+        assert after.content["status"] == "ok"
+
+
+COMM_TARGET = """
+import asyncio
+def target(comm, open_msg):
+    @comm.on_msg
+    def _echo(msg):
+        print('handled', msg['content']['data']['n'], flush=True)
+        comm.send({'echo': msg['content']['data']['n']})
+    comm.send({'opened': open_msg['content']['data']})
+get_ipython().kernel.comms.register_target('echo', target)
+"""
+
+
+async def test_comms_open_message_info_and_close(client: KernelClient) -> None:
+    await run(client, COMM_TARGET)
+    comm_id = uuid.uuid4().hex
+    async with client.iopub() as messages:
+        await client.comm_open("echo", {"hello": 1}, comm_id=comm_id)
+        await client.comm_msg(comm_id, {"n": 7})
+        seen: list[dict[str, Any]] = []
+        with anyio.fail_after(10):
+            while len(seen) < 2:
+                msg = await messages.receive()
+                if msg.msg_type == "comm_msg" and msg.content["comm_id"] == comm_id:
+                    seen.append(msg.content["data"])
+    assert seen == [{"opened": {"hello": 1}}, {"echo": 7}]
+    info = (await client.comm_info(target_name="echo")).content
+    assert info["comms"] == {comm_id: {"target_name": "echo"}}
+    await client.comm_close(comm_id)
+    with anyio.fail_after(10):
+        while (await client.comm_info()).content["comms"]:
+            await anyio.sleep(0.05)
+
+
+async def test_a_comm_message_is_handled_while_a_cell_awaits(client: KernelClient) -> None:
+    await run(client, COMM_TARGET)
+    comm_id = uuid.uuid4().hex
+    await client.comm_open("echo", {}, comm_id=comm_id)
+    code = "import asyncio\nprint('started', flush=True)\nawait asyncio.sleep(5)\n'slept'"
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+        replies: list[Message] = []
+
+        async def execute() -> None:
+            replies.append(await client.execute(code, timeout=30))
+
+        tg.start_soon(execute)
+        await wait_for_output(messages, "started")
+        await client.comm_msg(comm_id, {"n": 1})
+        with anyio.fail_after(3):  # well before the cell's 5 s are up
+            while True:
+                msg = await messages.receive()
+                if msg.msg_type == "comm_msg" and msg.content["data"] == {"echo": 1}:
+                    break
+        assert replies == []  # the cell is still awaiting
+    assert replies[0].content["status"] == "ok"
+
+
+async def test_subshell_runs_while_the_main_shell_blocks(client: KernelClient) -> None:
+    created = (await client.create_subshell()).content
+    subshell = created["subshell_id"]
+    assert (await client.list_subshell()).content["subshell_id"] == [subshell]
+    order: list[str] = []
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+
+        async def main_cell() -> None:
+            await client.execute("import time\nprint('started', flush=True)\ntime.sleep(3)")
+            order.append("main")
+
+        tg.start_soon(main_cell)
+        await wait_for_output(messages, "started")
+        with anyio.fail_after(2):  # long before the main shell's 3 s sleep ends
+            reply = await client.execute("shared = 'from the subshell'", subshell_id=subshell)
+            info = await client.kernel_info(channel=Channel.CONTROL)
+        order.append("subshell")
+        assert reply.content["status"] == "ok"
+        assert reply.header.get("subshell_id") == subshell
+        assert info.content["status"] == "ok"
+    assert order == ["subshell", "main"]
+    reply, out = await run(client, "print(shared)")  # subshells share the namespace
+    assert out.text() == "from the subshell\n"
+    assert (await client.delete_subshell(subshell)).content["status"] == "ok"
+    assert (await client.list_subshell()).content["subshell_id"] == []
+
+
+async def test_unknown_subshells_and_message_types_get_error_replies(client: KernelClient) -> None:
+    reply = await client.execute("1", subshell_id="no-such-subshell", timeout=10)
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "SubshellNotFound"
+    deleted = await client.delete_subshell("no-such-subshell")
+    assert deleted.content["status"] == "error"
+    msg = client.message("no_such_request", {})
+    reply = await client.request(msg, timeout=10)
+    assert reply.msg_type == "no_such_reply"
+    assert reply.content["ename"] == "UnknownMessageType"
+    debug = await client.debug_request({"command": "initialize"}, timeout=10)
+    assert debug.content["status"] == "error"
+
+
+async def test_shutdown_while_a_cell_blocks_is_prompt(finder: KernelFinder) -> None:
+    async with KernelManager("kernelyard", finder=finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        async with kc.iopub() as messages:
+            await kc.send(
+                kc.message(
+                    "execute_request",
+                    {"code": "import time\nprint('started', flush=True)\ntime.sleep(60)"},
+                )
+            )
+            await wait_for_output(messages, "started")
+        with anyio.fail_after(10):
+            await km.shutdown()
+        assert not km.is_alive()
+
+
+async def test_restart_gives_a_fresh_namespace(
+    manager: KernelManager, client: KernelClient
+) -> None:
+    await run(client, "before = 1")
+    await manager.restart()
+    async with manager.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        reply, _ = await run(kc, "before")
+    assert reply.content["ename"] == "NameError"
+
+
+@pytest.mark.timeout(120)
+async def test_a_flood_of_flushed_prints_arrives_complete_and_in_order(
+    client: KernelClient,
+) -> None:
+    code = "for i in range(20000):\n    print(i, flush=True)"
+    reply, out = await run(client, code)
+    assert reply.content["status"] == "ok"
+    assert out.text() == "".join(f"{i}\n" for i in range(20000))
+    assert len(out.of("stream")) < 20000  # coalesced, not one message per line
+
+
+@pytest.mark.timeout(120)
+async def test_a_hundred_thousand_lines_arrive_complete(client: KernelClient) -> None:
+    reply, out = await run(client, "for i in range(100000):\n    print(i)")
+    assert reply.content["status"] == "ok"
+    assert out.text() == "".join(f"{i}\n" for i in range(100000))
