@@ -33,7 +33,11 @@ LAYERS: dict[str, int] = {
     "cli": 7,
 }
 #: Same-layer imports that are part of the design.
-SIDEWAYS: set[tuple[str, str]] = {("discovery", "provisioning"), ("manager", "client")}
+SIDEWAYS: set[tuple[str, str]] = {
+    ("discovery", "provisioning"),
+    ("manager", "client"),
+    ("provisioning", "transport"),  # the JEP 66 registration socket
+}
 #: Packages nobody imports (the root package re-exports, __main__ runs the cli).
 UNIMPORTABLE = {"blocking": {"__init__"}, "cli": {"__main__"}}
 #: Third-party packages only one part of kernelyard may import.

@@ -112,7 +112,7 @@ def test_listing_survives_a_failing_provider(
 ) -> None:
     with caplog.at_level(logging.WARNING):
         ids = [type_id for type_id, _ in finder.find_kernels()]
-    assert ids == ["python3", "pyimport/ipykernel"]
+    assert ids == ["python3", "pyimport/kernelyard", "pyimport/ipykernel"]
     assert "failed to list" in caplog.text
     assert finder.default_type_id() == "python3"
     assert finder.default_type_id(preferred=["nope"]) == "python3"

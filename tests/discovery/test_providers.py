@@ -89,4 +89,14 @@ def test_python_env_provider_offers_ipykernel() -> None:
 def test_python_env_provider_without_ipykernel(monkeypatch: pytest.MonkeyPatch) -> None:
     # A Python without ipykernel: hide it from the import system for this test.
     monkeypatch.setitem(sys.modules, "ipykernel", None)
-    assert dict(PythonEnvProvider().find_kernels()) == {}
+    assert list(dict(PythonEnvProvider().find_kernels())) == ["kernelyard"]
+
+
+def test_python_env_provider_offers_our_kernel_without_install() -> None:
+    spec = PythonEnvProvider().get_spec("kernelyard")
+    assert spec.argv[:3] == (sys.executable, "-m", "kernelyard.kernel")
+    assert spec.interrupt_mode == "message"
+    assert spec.supports_handshake
+    assert spec.launch_spec().handshake
+    assert spec.resource_dir is not None
+    assert (spec.resource_dir / "logo-64x64.png").is_file()

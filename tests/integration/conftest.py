@@ -47,7 +47,21 @@ def kernels_dir(tmp_path: Path) -> Path:
     make_spec_dir(kernels, "no-such-program", argv=["/nonexistent/kernel", "{connection_file}"])
     # Our kernel, its IPython history in the test's own directory.
     ipython_env = {"IPYTHONDIR": str(tmp_path / "ipython")}
-    make_spec_dir(kernels, "kernelyard", argv=KERNELYARD, interrupt_mode="message", env=ipython_env)
+    handshake = {"kernelyard": {"handshake": True}}
+    make_spec_dir(
+        kernels,
+        "kernelyard",
+        argv=KERNELYARD,
+        interrupt_mode="message",
+        env=ipython_env,
+        metadata=handshake,
+    )
+    make_spec_dir(
+        kernels,
+        "exits-before-registering",
+        argv=[sys.executable, "-c", "import sys; sys.exit('no ports for you')"],
+        metadata=handshake,
+    )
     make_spec_dir(kernels, "kernelyard-signal", argv=KERNELYARD, env=ipython_env)
     return kernels
 

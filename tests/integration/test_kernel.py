@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -10,8 +11,11 @@ import pytest
 
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
+from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager
-from kernelyard.wire import Channel, Message
+from kernelyard.transport.registration import RegistrationSocket
+from kernelyard.wire import PORT_FIELDS, Channel, Message
+from kernelyard.wire.connection import REGISTRATION_FIELD
 
 from ..helpers import wait_for_output
 
@@ -365,3 +369,38 @@ async def test_a_hundred_thousand_lines_arrive_complete(client: KernelClient) ->
     reply, out = await run(client, "for i in range(100000):\n    print(i)")
     assert reply.content["status"] == "ok"
     assert out.text() == "".join(f"{i}\n" for i in range(100000))
+
+
+async def test_the_handshake_reports_the_ports_the_kernel_bound(
+    finder: KernelFinder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[dict[str, int]] = []
+    receive = RegistrationSocket.receive
+
+    async def spy(self: RegistrationSocket, *args: Any) -> dict[str, int]:
+        registered.append(await receive(self, *args))
+        return registered[-1]
+
+    monkeypatch.setattr(RegistrationSocket, "receive", spy)
+    async with KernelManager("kernelyard", finder=finder) as km:
+        info = km.connection_info
+        assert info is not None
+        assert info.all_ports_bound
+        assert km.process is not None
+        on_disk = json.loads(km.process.connection_file.read_text())
+        assert REGISTRATION_FIELD not in on_disk  # a restart must not register again
+        [ports] = registered
+        assert {name: on_disk[name] for name in PORT_FIELDS.values()} == ports
+        assert {name: getattr(info, name) for name in PORT_FIELDS.values()} == ports
+        async with km.client() as kc:
+            reply, _ = await run(kc, "'registered'")
+        assert reply.content["status"] == "ok"
+
+
+async def test_a_kernel_that_exits_before_registering_is_a_launch_error(
+    finder: KernelFinder,
+) -> None:
+    with anyio.fail_after(10), pytest.raises(LaunchError, match="no ports for you") as caught:
+        async with KernelManager("exits-before-registering", finder=finder, stderr=None):
+            pass
+    assert caught.value.exit_code == 1

@@ -67,7 +67,18 @@ class KernelSpec:
             interrupt_mode=self.interrupt_mode,
             resource_dir=self.resource_dir,
             kernel_name=self.name,
+            handshake=self.supports_handshake,
         )
+
+    @property
+    def supports_handshake(self) -> bool:
+        """True when the spec says the kernel registers its own ports (JEP 66).
+
+        Said by ``metadata.kernelyard.handshake``, which the kernelyard kernel's
+        spec sets.
+        """
+        ours = self.metadata.get("kernelyard")
+        return isinstance(ours, Mapping) and ours.get("handshake") is True
 
     def to_dict(self) -> dict[str, Any]:
         """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""

@@ -25,14 +25,11 @@ from kernelyard.kernel.kernel import Kernel
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.codec import decode
-from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo
+from kernelyard.wire.connection import PORT_FIELDS, REGISTRATION_FIELD, ConnectionInfo
 
 __all__ = ["main"]
 
 log = logging.getLogger("kernelyard.kernel")
-
-#: The connection file field naming the launcher's registration socket (JEP 66).
-REGISTRATION_FIELD = "registration_port"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -31,6 +31,8 @@ class LaunchSpec:
     interrupt_mode: InterruptMode = "signal"
     resource_dir: Path | None = None
     kernel_name: str = ""
+    #: The kernel binds its own ports and registers them (JEP 66 handshake).
+    handshake: bool = False
 
 
 def format_argv(

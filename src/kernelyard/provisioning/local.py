@@ -17,7 +17,10 @@ import secrets
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+
+import anyio
 
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.connection_file import write_connection_file
@@ -25,8 +28,15 @@ from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.provisioning.process import KernelProcess, StderrSink, _Protocol, forward_to_stderr
 from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
+from kernelyard.transport.registration import RegistrationSocket
 from kernelyard.wire.channel import Channel
-from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo, Transport
+from kernelyard.wire.connection import (
+    PORT_FIELDS,
+    REGISTRATION_FIELD,
+    ConnectionInfo,
+    Transport,
+)
+from kernelyard.wire.message import MessageFactory
 
 __all__ = ["connection_file_path", "launch", "new_connection_info"]
 
@@ -47,11 +57,25 @@ def _ipc_prefix(runtime_dir: Path, kernel_id: str) -> str:
 
 
 def new_connection_info(
-    *, kernel_id: str, runtime_dir: Path, transport: Transport, ip: str, kernel_name: str
+    *,
+    kernel_id: str,
+    runtime_dir: Path,
+    transport: Transport,
+    ip: str,
+    kernel_name: str,
+    registration_port: int | None = None,
 ) -> tuple[ConnectionInfo, PortReservation | None]:
-    """Fresh connection info (random key) and, for tcp, the reservation of its ports."""
+    """Fresh connection info (random key) and, for tcp, the reservation of its ports.
+
+    With a ``registration_port`` (tcp only) the ports stay 0: the kernel picks
+    them and registers them (JEP 66), so nothing is reserved.
+    """
     key = secrets.token_hex(16).encode("ascii")
-    owner = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
+    owner: dict[str, int] = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
+    if registration_port is not None and transport == "tcp":
+        owner[REGISTRATION_FIELD] = registration_port
+        info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name, extra=owner)
+        return info, None
     if transport == "ipc":
         info = ConnectionInfo(
             transport="ipc",
@@ -99,22 +123,30 @@ async def launch(
     launch_params: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = None,
     stderr: StderrSink | None = forward_to_stderr,
+    handshake_timeout: float = 60.0,
 ) -> KernelProcess:
     """Start the kernel ``spec`` describes; returns once the process exists.
 
-    ``connection_info`` given means relaunch with it (in-place restart).
+    ``connection_info`` given means relaunch with it (in-place restart, same
+    ports). A fresh tcp launch of a spec with ``handshake`` returns once the
+    kernel registered the ports it bound (JEP 66); a kernel that exits or
+    stays silent for ``handshake_timeout`` seconds first is a LaunchError.
     ``env`` is the base environment (default: ours). Failing to start the
     program raises LaunchError; readiness is the caller's to wait for.
     """
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sweep_stale_connection_files(runtime_dir)
+    registration: RegistrationSocket | None = None
     if connection_info is None:
+        if spec.handshake and transport == "tcp":
+            registration = RegistrationSocket(ip)
         info, reservation = new_connection_info(
             kernel_id=kernel_id,
             runtime_dir=runtime_dir,
             transport=transport,
             ip=ip,
             kernel_name=spec.kernel_name,
+            registration_port=registration.port if registration is not None else None,
         )
     else:
         info, reservation = _reserve_again(connection_info)
@@ -150,10 +182,12 @@ async def launch(
     except BaseException:
         if reservation is not None:
             reservation.release()
+        if registration is not None:
+            registration.close()
         if connection_info is None:
             connection_file.unlink(missing_ok=True)
         raise
-    return KernelProcess(
+    process = KernelProcess(
         transport=transport_,
         protocol=protocol,
         argv=argv,
@@ -161,4 +195,53 @@ async def launch(
         connection_info=info,
         connection_file=connection_file,
         reservation=reservation,
+    )
+    if registration is not None:
+        await _complete_handshake(process, registration, timeout=handshake_timeout)
+    return process
+
+
+async def _complete_handshake(
+    process: KernelProcess, registration: RegistrationSocket, *, timeout: float
+) -> None:
+    """Wait for the kernel's registration, racing its exit; LaunchError (process gone) if none."""
+    info = process.connection_info
+    factory = MessageFactory(username="kernelyard", clock=lambda: datetime.now(UTC))
+    ports: dict[str, int] = {}
+    try:
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+
+                async def register() -> None:
+                    ports.update(await registration.receive(info.signer(), factory))
+                    tg.cancel_scope.cancel()
+
+                async def exited() -> None:
+                    await process.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(register)
+                tg.start_soon(exited)
+    finally:
+        registration.close()
+    if ports:
+        # Registered: a restart reuses these ports, so it must not ask to register again.
+        data = {**info.to_dict(), **ports}
+        data.pop(REGISTRATION_FIELD)
+        process.connection_info = ConnectionInfo.from_dict(data)
+        write_connection_file(process.connection_file, process.connection_info)
+        return
+    with anyio.CancelScope(shield=True):
+        process.kill()
+        code = await process.wait()
+        tail = await process.stderr_tail()
+        process.cleanup()
+    why = f"exited with code {code}" if process.returncode is not None else "did not register"
+    last_line = tail.strip().splitlines()[-1] if tail.strip() else ""
+    raise LaunchError(
+        f"kernel {process.argv[0]!r} {why} before registering its ports"
+        f"{': ' + last_line if last_line else ''}",
+        argv=process.argv,
+        exit_code=code,
+        stderr_tail=tail,
     )

@@ -20,7 +20,7 @@ from kernelyard.wire.channel import Channel
 from kernelyard.wire.jsonutil import dumps, loads_object
 from kernelyard.wire.signing import DEFAULT_SIGNATURE_SCHEME, Signer, digest_name
 
-__all__ = ["PORT_FIELDS", "ConnectionInfo", "Transport"]
+__all__ = ["PORT_FIELDS", "REGISTRATION_FIELD", "ConnectionInfo", "Transport"]
 
 Transport = Literal["tcp", "ipc"]
 
@@ -33,6 +33,8 @@ PORT_FIELDS: dict[Channel, str] = {
     Channel.HEARTBEAT: "hb_port",
 }
 
+#: The field naming the launcher's registration socket (JEP 66 handshake).
+REGISTRATION_FIELD = "registration_port"
 _KNOWN = {*PORT_FIELDS.values(), "transport", "ip", "key", "signature_scheme", "kernel_name"}
 
 

@@ -1,0 +1,73 @@
+"""The launcher's registration socket (JEP 66 kernel handshake).
+
+A kernel that supports the handshake gets a connection file with no ports
+and a ``registration_port``. It binds random ports itself, connects to the
+registration socket and sends a signed ``handshake_request`` whose content
+holds its five ``*_port`` fields; the launcher answers ``handshake_reply``
+(``status: ok``) and connects. Nobody else can take the ports in between,
+because they were bound before anyone learned them.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from kernelyard.errors import RemoteProtocolError
+from kernelyard.transport.sockets import context
+from kernelyard.transport.stream import ChannelStream, map_zmq_errors
+from kernelyard.wire.channel import Channel
+from kernelyard.wire.codec import decode, encode
+from kernelyard.wire.connection import PORT_FIELDS
+from kernelyard.wire.message import Message, MessageFactory
+from kernelyard.wire.signing import Signer
+
+__all__ = ["RegistrationSocket"]
+
+
+class RegistrationSocket:
+    """A ROUTER on a random tcp port of ``ip`` that takes one kernel's registration."""
+
+    def __init__(self, ip: str) -> None:
+        with map_zmq_errors(Channel.CONTROL):
+            socket: zmq.Socket[bytes] = context().socket(zmq.ROUTER)
+            socket.linger = 0
+            host = f"[{ip}]" if ":" in ip else ip
+            try:
+                self.port = socket.bind_to_random_port(f"tcp://{host}", max_tries=1000)
+            except BaseException:
+                socket.close(linger=0)
+                raise
+        self._stream = ChannelStream(socket, Channel.CONTROL)
+
+    async def receive(self, signer: Signer, factory: MessageFactory) -> dict[str, int]:
+        """Wait for a valid ``handshake_request``, acknowledge it, return its ports.
+
+        Messages that are malformed, badly signed or not a handshake are
+        ignored (a stray peer cannot end the wait with garbage).
+        """
+        while True:
+            frames = await self._stream.receive()
+            try:
+                identities, msg = decode(frames, signer, channel=Channel.CONTROL)
+            except RemoteProtocolError:
+                continue
+            ports = _ports(msg)
+            if ports is None:
+                continue
+            reply = factory.message("handshake_reply", {"status": "ok"}, parent=msg)
+            await self._stream.send(encode(reply, signer, identities=identities))
+            return ports
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _ports(msg: Message) -> dict[str, int] | None:
+    if msg.msg_type != "handshake_request":
+        return None
+    ports = {name: msg.content.get(name) for name in PORT_FIELDS.values()}
+    if not all(
+        isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports.values()
+    ):
+        return None
+    return ports  # type: ignore[return-value]  # checked above
