@@ -13,9 +13,12 @@ from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager
+from kernelyard.transport import open_channel
 from kernelyard.transport.registration import RegistrationSocket
 from kernelyard.wire import PORT_FIELDS, Channel, Message
+from kernelyard.wire.codec import encode
 from kernelyard.wire.connection import REGISTRATION_FIELD
+from kernelyard.wire.signing import Signer
 
 from ..helpers import wait_for_output
 
@@ -404,3 +407,31 @@ async def test_a_kernel_that_exits_before_registering_is_a_launch_error(
         async with KernelManager("exits-before-registering", finder=finder, stderr=None):
             pass
     assert caught.value.exit_code == 1
+
+
+async def test_garbage_and_forged_messages_are_dropped_and_the_kernel_goes_on(
+    manager: KernelManager, client: KernelClient
+) -> None:
+    info = manager.connection_info
+    assert info is not None
+    stream = open_channel(info, Channel.SHELL)
+    try:
+        await stream.send([b"not a jupyter message"])
+        await stream.send([b"<IDS|MSG>", b"bad", b"{}", b"{}", b"{}", b"{}"])
+        forged = client.message("execute_request", {"code": "forged = True"})
+        frames = encode(forged, Signer(b"not the key"))
+        await stream.send(frames)
+    finally:
+        stream.close()
+    reply, out = await run(client, "'forged' in globals()")
+    assert reply.content["status"] == "ok"
+    assert out.of("execute_result")[0].content["data"]["text/plain"] == "False"
+
+
+async def test_an_execute_with_code_that_is_not_text_gets_an_error_reply(
+    client: KernelClient,
+) -> None:
+    msg = client.message("execute_request", {"code": 42, "silent": False})
+    reply = await client.request(msg, timeout=10)
+    assert reply.content["status"] == "error"
+    assert reply.content["ename"] == "TypeError"
