@@ -9,7 +9,7 @@ from functools import partial
 
 import anyio
 
-from . import bench_lifecycle, bench_wire
+from . import bench_kernel, bench_lifecycle, bench_wire
 from .harness import report
 
 
@@ -18,8 +18,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15, help="A/B rounds per benchmark")
     parser.add_argument("--inner", type=int, default=2000, help="calls per round")
     parser.add_argument("--pairs", type=int, default=5, help="kernel start/shutdown pairs")
+    parser.add_argument("--kernel-rounds", type=int, default=3, help="rounds per kernel")
     parser.add_argument(
-        "--only", choices=["wire", "lifecycle"], default=None, help="run one group only"
+        "--only", choices=["wire", "lifecycle", "kernel"], default=None, help="run one group only"
     )
     args = parser.parse_args()
     import jupyter_client
@@ -37,6 +38,12 @@ def main() -> int:
         print()
         results = anyio.run(partial(bench_lifecycle.run, pairs=args.pairs))
         print(bench_lifecycle.report(results))
+        print()
+    if args.only in (None, "kernel"):
+        print("## The kernelyard kernel against ipykernel and async-kernel (same client)")
+        print()
+        kernel_results = anyio.run(partial(bench_kernel.run, rounds=args.kernel_rounds))
+        print(bench_kernel.report(kernel_results))
     return 0
 
 

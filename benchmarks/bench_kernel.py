@@ -1,0 +1,175 @@
+"""The kernelyard kernel against ipykernel and async-kernel, driven by the same client.
+
+All three kernels are started by kernelyard's KernelManager and driven by its
+KernelClient (the fastest client we have, so the kernels' own costs show).
+Rounds rotate the order of the kernels, so none always runs first.
+
+* start-to-ready: ``KernelManager.start`` + ``wait_for_ready``.
+* round trip: ``execute("pass")`` to its reply, 200 per round (median).
+* 100,000 lines: ``for i in range(100000): print(i)`` until idle.
+* 20,000 flushed prints: ``print(i, flush=True)`` until idle.
+  For both floods every line is counted and checked in order.
+* RSS: the kernel process's resident memory after its first execute.
+* completion: ``complete_request`` for ``import o`` (median of 10, after one warm-up).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import orjson
+
+from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kernelspec
+from kernelyard.manager import KernelManager
+from kernelyard.wire import Message
+
+KERNELS = {
+    "kernelyard": None,  # installed by install_kernelspec
+    "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    "async-kernel": [
+        sys.executable,
+        "-m",
+        "async_kernel",
+        "start",
+        "--connection_file={connection_file}",
+    ],
+}
+LINES = 100_000
+FLUSHED = 20_000
+ROUND_TRIPS = 200
+
+
+@dataclass
+class Metric:
+    name: str
+    unit: str
+    values: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kernel: str, value: float) -> None:
+        self.values.setdefault(kernel, []).append(value)
+
+
+def _specs(root: Path) -> KernelFinder:
+    kernels = root / "kernels"
+    install_kernelspec(kernels)
+    for name, argv in KERNELS.items():
+        if argv is None:
+            continue
+        interrupt = "message" if name == "async-kernel" else "signal"
+        spec_dir = kernels / name
+        spec_dir.mkdir(parents=True)
+        spec = {"argv": argv, "language": "python", "interrupt_mode": interrupt}
+        (spec_dir / "kernel.json").write_bytes(orjson.dumps(spec))
+    return KernelFinder([KernelSpecProvider([kernels])], runtime_dir=root / "runtime")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _timed(step: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await step()
+    return time.perf_counter() - started
+
+
+async def _one_round(finder: KernelFinder, kernel: str, metrics: dict[str, Metric]) -> None:
+    manager = KernelManager(kernel, finder=finder, stderr=None)
+    client = None
+
+    async def start() -> None:
+        nonlocal client
+        await manager.start()
+        client = manager.client()
+        await client.__aenter__()
+        await client.wait_for_ready(timeout=60)
+
+    try:
+        metrics["start"].add(kernel, await _timed(start))
+        assert client is not None
+        assert manager.process is not None
+        await client.execute("pass", timeout=60)
+        metrics["rss"].add(kernel, _rss_mib(manager.process.pid))
+        trips = [await _timed(lambda: client.execute("pass")) for _ in range(ROUND_TRIPS)]
+        metrics["trip"].add(kernel, statistics.median(trips))
+        await client.complete("import o", 8, timeout=60)
+        completes = [await _timed(lambda: client.complete("import o", 8)) for _ in range(10)]
+        metrics["complete"].add(kernel, statistics.median(completes))
+        for key, count, flush in (("lines", LINES, False), ("flushed", FLUSHED, True)):
+            chunks: list[str] = []
+
+            def hook(msg: Message, chunks: list[str] = chunks) -> None:
+                if msg.msg_type == "stream":
+                    chunks.append(msg.content["text"])
+
+            code = f"for i in range({count}): print(i{', flush=True' if flush else ''})"
+            seconds = await _timed(
+                lambda code=code, hook=hook: client.execute_interactive(
+                    code, output_hook=hook, timeout=300
+                )
+            )
+            metrics[key].add(kernel, seconds)
+            got = "".join(chunks)
+            if got != "".join(f"{i}\n" for i in range(count)):
+                lost = count - got.count("\n")
+                metrics[key].notes.append(f"{kernel}: {lost} lines lost or out of order")
+    finally:
+        if client is not None:
+            await client.aclose()
+        await manager.shutdown()
+
+
+async def run(rounds: int = 3) -> list[Metric]:
+    metrics = {
+        "start": Metric("start-to-ready", "ms"),
+        "trip": Metric("round trip `pass` (median of 200)", "ms"),
+        "lines": Metric(f"{LINES:,} lines to idle", "s"),
+        "flushed": Metric(f"{FLUSHED:,} flushed prints to idle", "s"),
+        "rss": Metric("RSS after the first execute", "MiB"),
+        "complete": Metric("completion `import o` (median of 10)", "ms"),
+    }
+    names = list(KERNELS)
+    with TemporaryDirectory() as tmp:
+        finder = _specs(Path(tmp))
+        for r in range(rounds):
+            for kernel in names[r % len(names) :] + names[: r % len(names)]:
+                await _one_round(finder, kernel, metrics)
+    return list(metrics.values())
+
+
+def report(results: list[Metric]) -> str:
+    names = list(KERNELS)
+    lines = [
+        "| benchmark | "
+        + " | ".join(f"{n} (min/med/max)" for n in names)
+        + " | ours/ipykernel (med) | ours/async-kernel (med) | note |",
+        "|---|" + "---|" * (len(names) + 3),
+    ]
+    for metric in results:
+        scale = 1e3 if metric.unit == "ms" else 1.0
+        cells, medians = [], {}
+        for name in names:
+            values = [v * scale for v in metric.values.get(name, [])]
+            medians[name] = statistics.median(values)
+            cells.append("/".join(f"{v:.3g}" for v in (min(values), medians[name], max(values))))
+        ours = medians["kernelyard"]
+        note = "; ".join(metric.notes) or (
+            "every line arrived, in order, for all three" if metric.unit == "s" else ""
+        )
+        lines.append(
+            f"| {metric.name} ({metric.unit}) | "
+            + " | ".join(cells)
+            + f" | {ours / medians['ipykernel']:.2f} | {ours / medians['async-kernel']:.2f} "
+            f"| {note} |"
+        )
+    return "\n".join(lines)
