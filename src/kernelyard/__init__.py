@@ -9,8 +9,9 @@ kernel process, does not pay for the client, manager and blocking layers.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kernelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kernelyard.backend import KernelBackend, KernelChannels, KernelModel
@@ -55,68 +56,6 @@ if TYPE_CHECKING:
         start_kernel,
     )
     from kernelyard.wire import PROTOCOL_VERSION, Channel, ConnectionInfo, Message, MessageFactory
-
-#: Where each public name lives.
-_EXPORTS: dict[str, str] = {
-    "BlockingKernelClient": "kernelyard.blocking",
-    "BlockingKernelManager": "kernelyard.blocking",
-    "BlockingMultiKernelManager": "kernelyard.blocking",
-    "Channel": "kernelyard.wire",
-    "ChannelClosed": "kernelyard.errors",
-    "ConnectionInfo": "kernelyard.wire",
-    "ConnectionInfoError": "kernelyard.errors",
-    "ExecutionError": "kernelyard.errors",
-    "GatewayError": "kernelyard.errors",
-    "GatewayHTTPError": "kernelyard.errors",
-    "InvalidSignature": "kernelyard.errors",
-    "InvalidState": "kernelyard.errors",
-    "KernelBackend": "kernelyard.backend",
-    "KernelChannels": "kernelyard.backend",
-    "KernelClient": "kernelyard.client",
-    "KernelDied": "kernelyard.errors",
-    "KernelFinder": "kernelyard.discovery",
-    "KernelManager": "kernelyard.manager",
-    "KernelModel": "kernelyard.backend",
-    "KernelProvider": "kernelyard.discovery",
-    "KernelRestarter": "kernelyard.manager",
-    "KernelSpec": "kernelyard.discovery",
-    "KernelSpecError": "kernelyard.errors",
-    "KernelState": "kernelyard.manager",
-    "KernelyardError": "kernelyard.errors",
-    "LaunchError": "kernelyard.errors",
-    "LocalProtocolError": "kernelyard.errors",
-    "MalformedMessage": "kernelyard.errors",
-    "Message": "kernelyard.wire",
-    "MessageFactory": "kernelyard.wire",
-    "MultiKernelManager": "kernelyard.manager",
-    "NoSuchKernel": "kernelyard.errors",
-    "NoSuchKernelSpec": "kernelyard.errors",
-    "PROTOCOL_VERSION": "kernelyard.wire",
-    "ProtocolError": "kernelyard.errors",
-    "RemoteProtocolError": "kernelyard.errors",
-    "ReplayedMessage": "kernelyard.errors",
-    "ReplyTimeout": "kernelyard.errors",
-    "RequestError": "kernelyard.errors",
-    "RestartEvent": "kernelyard.manager",
-    "run_kernel": "kernelyard.manager",
-    "run_kernel_blocking": "kernelyard.blocking",
-    "start_kernel": "kernelyard.manager",
-    "start_kernel_blocking": "kernelyard.blocking",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kernelyard' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
 
 __version__ = "0.1.0.dev0"
 
@@ -167,3 +106,53 @@ __all__ = [
     "start_kernel",
     "start_kernel_blocking",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "BlockingKernelClient": "kernelyard.blocking",
+        "BlockingKernelManager": "kernelyard.blocking",
+        "BlockingMultiKernelManager": "kernelyard.blocking",
+        "Channel": "kernelyard.wire",
+        "ChannelClosed": "kernelyard.errors",
+        "ConnectionInfo": "kernelyard.wire",
+        "ConnectionInfoError": "kernelyard.errors",
+        "ExecutionError": "kernelyard.errors",
+        "GatewayError": "kernelyard.errors",
+        "GatewayHTTPError": "kernelyard.errors",
+        "InvalidSignature": "kernelyard.errors",
+        "InvalidState": "kernelyard.errors",
+        "KernelBackend": "kernelyard.backend",
+        "KernelChannels": "kernelyard.backend",
+        "KernelClient": "kernelyard.client",
+        "KernelDied": "kernelyard.errors",
+        "KernelFinder": "kernelyard.discovery",
+        "KernelManager": "kernelyard.manager",
+        "KernelModel": "kernelyard.backend",
+        "KernelProvider": "kernelyard.discovery",
+        "KernelRestarter": "kernelyard.manager",
+        "KernelSpec": "kernelyard.discovery",
+        "KernelSpecError": "kernelyard.errors",
+        "KernelState": "kernelyard.manager",
+        "KernelyardError": "kernelyard.errors",
+        "LaunchError": "kernelyard.errors",
+        "LocalProtocolError": "kernelyard.errors",
+        "MalformedMessage": "kernelyard.errors",
+        "Message": "kernelyard.wire",
+        "MessageFactory": "kernelyard.wire",
+        "MultiKernelManager": "kernelyard.manager",
+        "NoSuchKernel": "kernelyard.errors",
+        "NoSuchKernelSpec": "kernelyard.errors",
+        "PROTOCOL_VERSION": "kernelyard.wire",
+        "ProtocolError": "kernelyard.errors",
+        "RemoteProtocolError": "kernelyard.errors",
+        "ReplayedMessage": "kernelyard.errors",
+        "ReplyTimeout": "kernelyard.errors",
+        "RequestError": "kernelyard.errors",
+        "RestartEvent": "kernelyard.manager",
+        "run_kernel": "kernelyard.manager",
+        "run_kernel_blocking": "kernelyard.blocking",
+        "start_kernel": "kernelyard.manager",
+        "start_kernel_blocking": "kernelyard.blocking",
+    },
+)
