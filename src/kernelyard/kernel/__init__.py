@@ -8,25 +8,27 @@ Thread model
 
 Every ZeroMQ socket is used by exactly one thread.
 
-================  ===============================================================
-thread            owns / runs
-================  ===============================================================
-main              the main shell's asyncio loop (:class:`~.worker.ShellWorker`):
-                  every shell request without a ``subshell_id``. Cells run
-                  here, so SIGINT raises KeyboardInterrupt in blocking code; an
-                  awaiting cell is cancelled instead. No socket.
-kernelyard-io     shell, control, stdin ROUTERs and the iopub XPUB
-                  (:mod:`kernelyard.transport.kernel_io`): decodes requests and
-                  hands them to the workers, writes every outgoing message,
-                  sends ``iopub_welcome`` to new subscribers, runs the stream
-                  batching timers, watches the parent process.
-kernelyard-hb     the heartbeat ROUTER, echoed by libzmq's proxy without the GIL.
-kernelyard-control  control requests: kernel_info, interrupt, shutdown, subshell
-                  create/delete/list, debug. Never runs user code. No socket.
-kernelyard-subshell-<id>  one per subshell (JEP 91): its own asyncio loop and
-                  execute queue, sharing the user namespace. No socket.
-kernelyard-warm-up  imports IPython once at start, then ends.
-================  ===============================================================
+main
+    The main shell's asyncio loop (:class:`~.worker.ShellWorker`): every
+    shell request without a ``subshell_id``. Cells run here, so SIGINT raises
+    KeyboardInterrupt in blocking code; an awaiting cell is cancelled instead.
+    Owns no socket.
+kernelyard-io
+    Owns the shell, control and stdin ROUTERs and the iopub XPUB
+    (:mod:`kernelyard.transport.kernel_io`): decodes requests and hands them
+    to the workers, writes every outgoing message, sends ``iopub_welcome`` to
+    new subscribers, runs the output-batching timers, watches the parent
+    process (a pidfd).
+kernelyard-hb
+    Owns the heartbeat ROUTER, echoed by libzmq's proxy without the GIL.
+kernelyard-control
+    Control requests: kernel_info, interrupt, shutdown, subshell
+    create/delete/list, debug. Never runs user code. Owns no socket.
+kernelyard-subshell-<id>
+    One per subshell (JEP 91): its own asyncio loop and execute queue, sharing
+    the user namespace. Owns no socket.
+kernelyard-warm-up
+    Imports IPython once at start, then ends.
 
 Outgoing messages from any thread are queued to the I/O thread in call order.
 Output (``print``) is coalesced per request by :mod:`.publisher` and never
