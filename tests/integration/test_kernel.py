@@ -435,3 +435,47 @@ async def test_an_execute_with_code_that_is_not_text_gets_an_error_reply(
     reply = await client.request(msg, timeout=10)
     assert reply.content["status"] == "error"
     assert reply.content["ename"] == "TypeError"
+
+
+async def test_the_heartbeat_answers_while_a_cell_holds_the_interpreter(
+    manager: KernelManager, client: KernelClient
+) -> None:
+    info = manager.connection_info
+    assert info is not None
+    code = (
+        "import time\nprint('started', flush=True)\n"
+        "end = time.time() + 3\nwhile time.time() < end: pass"
+    )
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+        tg.start_soon(client.execute, code)
+        await wait_for_output(messages, "started")
+        hb = open_channel(info, Channel.HEARTBEAT)
+        try:
+            for n in range(5):
+                await hb.send([b"ping %d" % n])
+                with anyio.fail_after(1):  # the cell spins for 3 s
+                    assert await hb.receive() == [b"ping %d" % n]
+        finally:
+            hb.close()
+
+
+async def test_completion_cursors_count_unicode_code_points(client: KernelClient) -> None:
+    await run(client, "naïve_variable = 1")
+    code = "'ü😀'; naïve_var"
+    reply = (await client.complete(code, len(code))).content
+    assert "naïve_variable" in reply["matches"]
+    assert reply["cursor_end"] == len(code)
+    assert code[reply["cursor_start"] : reply["cursor_end"]] == "naïve_var"
+
+
+async def test_inspect_detail_levels(client: KernelClient) -> None:
+    await run(client, "def documented(x):\n    'Says what it does.'\n    return x")
+    brief = (await client.inspect("documented", 10, detail_level=0)).content
+    full = (await client.inspect("documented", 10, detail_level=1)).content
+    assert brief["found"]
+    assert "Says what it does." in brief["data"]["text/plain"]
+    assert "Source:" not in brief["data"]["text/plain"]
+    assert full["found"]
+    assert "Source:" in full["data"]["text/plain"]  # level 1 shows the source
+    missing = (await client.inspect("no_such_name", 12)).content
+    assert missing["found"] is False
