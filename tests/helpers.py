@@ -45,3 +45,20 @@ async def wait_for_output(messages: MemoryObjectReceiveStream[Message], text: st
         msg = await messages.receive()
         if msg.msg_type == "stream" and text in str(msg.content.get("text", "")):
             return
+
+
+class Collect:
+    """An output hook that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, msg: Message) -> None:
+        self.messages.append(msg)
+
+    def of(self, msg_type: str) -> list[Message]:
+        return [m for m in self.messages if m.msg_type == msg_type]
+
+    def text(self, name: str = "stdout") -> str:
+        """The text of the ``name`` stream messages, joined."""
+        return "".join(m.content["text"] for m in self.of("stream") if m.content["name"] == name)

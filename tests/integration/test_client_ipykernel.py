@@ -13,7 +13,7 @@ from kernelyard.errors import ChannelClosed, InvalidState, ReplyTimeout
 from kernelyard.manager import KernelManager
 from kernelyard.wire import Channel, Message
 
-from ..helpers import wait_for_output, wait_until_running
+from ..helpers import Collect, wait_for_output, wait_until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -29,17 +29,6 @@ async def client(manager: KernelManager):
     async with manager.client() as kc:
         await kc.wait_for_ready(timeout=30)
         yield kc
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def __call__(self, msg: Message) -> None:
-        self.messages.append(msg)
-
-    def of(self, msg_type: str) -> list[Message]:
-        return [m for m in self.messages if m.msg_type == msg_type]
 
 
 async def test_kernel_info_on_shell_and_control(client: KernelClient) -> None:

@@ -20,7 +20,7 @@ from kernelyard.wire.codec import encode
 from kernelyard.wire.connection import REGISTRATION_FIELD
 from kernelyard.wire.signing import Signer
 
-from ..helpers import wait_for_output
+from ..helpers import Collect, wait_for_output
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -36,20 +36,6 @@ async def client(manager: KernelManager):
     async with manager.client() as kc:
         await kc.wait_for_ready(timeout=30)
         yield kc
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def __call__(self, msg: Message) -> None:
-        self.messages.append(msg)
-
-    def of(self, msg_type: str) -> list[Message]:
-        return [m for m in self.messages if m.msg_type == msg_type]
-
-    def text(self, name: str = "stdout") -> str:
-        return "".join(m.content["text"] for m in self.of("stream") if m.content["name"] == name)
 
 
 async def run(kc: KernelClient, code: str, **kwargs: Any) -> tuple[Message, Collect]:
