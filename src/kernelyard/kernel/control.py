@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernelyard.kernel.context import current_request
 from kernelyard.kernel.session import Request
-from kernelyard.kernel.worker import error_content, unknown_request
+from kernelyard.kernel.worker import error_content, subshell_not_found, unknown_request
 
 if TYPE_CHECKING:
     from kernelyard.kernel.kernel import Kernel
@@ -51,12 +51,7 @@ def _create_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
 def _delete_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
     subshell_id = request.content.get("subshell_id")
     if not isinstance(subshell_id, str) or not kernel.delete_subshell(subshell_id):
-        return {
-            "status": "error",
-            "ename": "SubshellNotFound",
-            "evalue": f"no subshell with id {subshell_id!r}",
-            "traceback": [],
-        }
+        return subshell_not_found(subshell_id)
     return {"status": "ok"}
 
 
@@ -119,8 +114,7 @@ class ControlThread:
                 log.exception("error handling %s", request.msg_type)
                 content = error_content(exc)
             if content is not None:
-                reply_type = request.msg_type.removesuffix("_request") + "_reply"
-                kernel.send_reply(request, reply_type, content)
+                kernel.send_reply(request, content)
         finally:
             kernel.publisher.status("idle", request.msg)
             current_request.reset(token)

@@ -29,7 +29,7 @@ from kernelyard.kernel.publisher import Publisher
 from kernelyard.kernel.session import KernelSession, Request
 from kernelyard.kernel.stdin import StdinBroker
 from kernelyard.kernel.streams import OutStream
-from kernelyard.kernel.worker import ShellWorker
+from kernelyard.kernel.worker import ShellWorker, subshell_not_found
 from kernelyard.transport.kernel_io import KernelSockets
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
@@ -210,8 +210,9 @@ class Kernel:
             "supported_features": ["kernel subshells"],
         }
 
-    def send_reply(self, request: Request, reply_type: str, content: dict[str, Any]) -> None:
-        msg = self.session.message(reply_type, content, request.msg)
+    def send_reply(self, request: Request, content: dict[str, Any]) -> None:
+        """Answer ``request`` (``foo_request`` -> ``foo_reply``) to the peer that sent it."""
+        msg = self.session.message(request.reply_type, content, request.msg)
         self.sockets.send(request.channel, self.session.frames(msg, request.identities))
 
     def _on_shell(self, frames: list[bytes]) -> None:
@@ -229,16 +230,7 @@ class Kernel:
             return
         # JEP 91: an unknown subshell is an error reply, never a silent fallback.
         self.publisher.status("busy", request.msg)
-        self.send_reply(
-            request,
-            request.msg_type.removesuffix("_request") + "_reply",
-            {
-                "status": "error",
-                "ename": "SubshellNotFound",
-                "evalue": f"no subshell with id {subshell_id!r}",
-                "traceback": [],
-            },
-        )
+        self.send_reply(request, subshell_not_found(subshell_id))
         self.publisher.status("idle", request.msg)
 
     def _on_control(self, frames: list[bytes]) -> None:

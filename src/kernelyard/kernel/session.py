@@ -47,6 +47,11 @@ class Request:
     def subshell_id(self) -> str | None:
         return self.msg.subshell_id
 
+    @property
+    def reply_type(self) -> str:
+        """The msg_type of the answer: ``foo_request`` -> ``foo_reply``."""
+        return self.msg_type.removesuffix("_request") + "_reply"
+
 
 def _now() -> datetime:
     return datetime.now(UTC)

@@ -182,13 +182,22 @@ class ShellWorker:
             current_request.reset(token)
 
     def reply(self, request: Request, content: dict[str, Any]) -> None:
-        reply_type = request.msg_type.removesuffix("_request") + "_reply"
-        self.kernel.send_reply(request, reply_type, content)
+        self.kernel.send_reply(request, content)
 
 
 def error_content(exc: BaseException) -> dict[str, Any]:
     """An error reply's content for ``exc``."""
     return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+
+
+def subshell_not_found(subshell_id: object) -> dict[str, Any]:
+    """The error reply for a subshell id the kernel does not know (JEP 91)."""
+    return {
+        "status": "error",
+        "ename": "SubshellNotFound",
+        "evalue": f"no subshell with id {subshell_id!r}",
+        "traceback": [],
+    }
 
 
 def unknown_request(request: Request) -> dict[str, Any] | None:

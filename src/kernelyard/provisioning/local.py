@@ -231,12 +231,13 @@ async def _complete_handshake(
         process.connection_info = ConnectionInfo.from_dict(data)
         write_connection_file(process.connection_file, process.connection_info)
         return
+    gone = process.returncode is not None  # else it stayed silent for ``timeout``
     with anyio.CancelScope(shield=True):
         process.kill()
         code = await process.wait()
         tail = await process.stderr_tail()
         process.cleanup()
-    why = f"exited with code {code}" if process.returncode is not None else "did not register"
+    why = f"exited with code {code}" if gone else f"stayed silent for {timeout} s"
     last_line = tail.strip().splitlines()[-1] if tail.strip() else ""
     raise LaunchError(
         f"kernel {process.argv[0]!r} {why} before registering its ports"
