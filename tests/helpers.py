@@ -1,15 +1,20 @@
-"""Helpers shared by tests: kernelspec directories made on disk."""
+"""Helpers shared by tests: kernelspec dirs on disk, waiting for kernel output, hooks."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from kernelyard.wire import Message
+
+if TYPE_CHECKING:
+    from kernelyard.client import KernelClient
 
 MakeSpec = Callable[..., Path]
 
@@ -62,3 +67,23 @@ class Collect:
     def text(self, name: str = "stdout") -> str:
         """The text of the ``name`` stream messages, joined."""
         return "".join(m.content["text"] for m in self.of("stream") if m.content["name"] == name)
+
+
+@asynccontextmanager
+async def running(
+    client: KernelClient, code: str, **execute: Any
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[Message], list[Message]]]:
+    """Execute ``code`` in the background; enter once it printed ``started`` (flushed).
+
+    Yields the IOPub subscription and a list that receives the execute_reply
+    when the cell ends; leaving the block waits for that reply.
+    """
+    replies: list[Message] = []
+    async with client.iopub() as messages, anyio.create_task_group() as tg:
+
+        async def execute_in_background() -> None:
+            replies.append(await client.execute(code, timeout=30, **execute))
+
+        tg.start_soon(execute_in_background)
+        await wait_for_output(messages, "started")
+        yield messages, replies

@@ -20,7 +20,7 @@ from kernelyard.wire.codec import encode
 from kernelyard.wire.connection import REGISTRATION_FIELD
 from kernelyard.wire.signing import Signer
 
-from ..helpers import Collect, wait_for_output
+from ..helpers import Collect, running, wait_for_output
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -144,17 +144,11 @@ async def test_output_from_threads_goes_to_the_cell_that_started_them(client: Ke
 
 
 async def test_stop_on_error_aborts_the_queued_requests(client: KernelClient) -> None:
-    async with anyio.create_task_group() as tg:
-        replies: dict[str, Message] = {}
-
-        async def execute(name: str, code: str) -> None:
-            replies[name] = await client.execute(code, timeout=30)
-
-        tg.start_soon(execute, "fails", "import time; time.sleep(0.5); 1/0")
-        await anyio.sleep(0.1)
-        tg.start_soon(execute, "queued", "print('never')")
-    assert replies["fails"].content["status"] == "error"
-    assert replies["queued"].content["status"] == "aborted"
+    fails = "import time\nprint('started', flush=True)\ntime.sleep(0.5)\n1/0"
+    async with running(client, fails) as (_, replies):
+        queued = await client.execute("print('never')", timeout=30)  # sent while `fails` runs
+    assert replies[0].content["status"] == "error"
+    assert queued.content["status"] == "aborted"
     reply, _ = await run(client, "'after'")
     assert reply.content["status"] == "ok"  # the queue runs again
 
@@ -183,14 +177,7 @@ async def test_input_without_allow_stdin_is_an_error(client: KernelClient) -> No
 
 
 async def _interrupt_during(client: KernelClient, manager: KernelManager, code: str) -> Message:
-    async with client.iopub() as messages, anyio.create_task_group() as tg:
-        replies: list[Message] = []
-
-        async def execute() -> None:
-            replies.append(await client.execute(code, timeout=30))
-
-        tg.start_soon(execute)
-        await wait_for_output(messages, "started")
+    async with running(client, code) as (_, replies):
         with anyio.fail_after(10):
             await manager.interrupt()
     return replies[0]
@@ -256,14 +243,7 @@ async def test_a_comm_message_is_handled_while_a_cell_awaits(client: KernelClien
     comm_id = uuid.uuid4().hex
     await client.comm_open("echo", {}, comm_id=comm_id)
     code = "import asyncio\nprint('started', flush=True)\nawait asyncio.sleep(5)\n'slept'"
-    async with client.iopub() as messages, anyio.create_task_group() as tg:
-        replies: list[Message] = []
-
-        async def execute() -> None:
-            replies.append(await client.execute(code, timeout=30))
-
-        tg.start_soon(execute)
-        await wait_for_output(messages, "started")
+    async with running(client, code) as (messages, replies):
         await client.comm_msg(comm_id, {"n": 1})
         with anyio.fail_after(3):  # well before the cell's 5 s are up
             while True:
@@ -278,23 +258,16 @@ async def test_subshell_runs_while_the_main_shell_blocks(client: KernelClient) -
     created = (await client.create_subshell()).content
     subshell = created["subshell_id"]
     assert (await client.list_subshell()).content["subshell_id"] == [subshell]
-    order: list[str] = []
-    async with client.iopub() as messages, anyio.create_task_group() as tg:
-
-        async def main_cell() -> None:
-            await client.execute("import time\nprint('started', flush=True)\ntime.sleep(3)")
-            order.append("main")
-
-        tg.start_soon(main_cell)
-        await wait_for_output(messages, "started")
+    main_cell = "import time\nprint('started', flush=True)\ntime.sleep(3)"
+    async with running(client, main_cell) as (_, main_replies):
         with anyio.fail_after(2):  # long before the main shell's 3 s sleep ends
             reply = await client.execute("shared = 'from the subshell'", subshell_id=subshell)
             info = await client.kernel_info(channel=Channel.CONTROL)
-        order.append("subshell")
+        assert main_replies == []  # the subshell answered first: the main shell still runs
         assert reply.content["status"] == "ok"
         assert reply.header.get("subshell_id") == subshell
         assert info.content["status"] == "ok"
-    assert order == ["subshell", "main"]
+    assert main_replies[0].content["status"] == "ok"
     reply, out = await run(client, "print(shared)")  # subshells share the namespace
     assert out.text() == "from the subshell\n"
     assert (await client.delete_subshell(subshell)).content["status"] == "ok"
@@ -432,9 +405,7 @@ async def test_the_heartbeat_answers_while_a_cell_holds_the_interpreter(
         "import time\nprint('started', flush=True)\n"
         "end = time.time() + 3\nwhile time.time() < end: pass"
     )
-    async with client.iopub() as messages, anyio.create_task_group() as tg:
-        tg.start_soon(client.execute, code)
-        await wait_for_output(messages, "started")
+    async with running(client, code):
         hb = open_channel(info, Channel.HEARTBEAT)
         try:
             for n in range(5):
