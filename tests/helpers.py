@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,3 +90,58 @@ async def running(
         tg.start_soon(execute_in_background)
         await wait_for_output(messages, "started")
         yield messages, replies
+
+
+def run_python(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run this Python as a separate program (a real peer) with ``env`` added to ours."""
+    return subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+JUPYTER_CLIENT_PEER = """
+import json, sys
+from jupyter_client import BlockingKernelClient
+
+client = BlockingKernelClient()
+client.load_connection_file(sys.argv[1])
+client.start_channels()
+client.wait_for_ready(timeout=30)
+texts = []
+reply = client.execute_interactive(
+    sys.argv[2],
+    output_hook=lambda m: texts.append(
+        m["content"].get("text") or m["content"].get("data", {}).get("text/plain", "")
+    ),
+    timeout=30,
+)
+info = client.kernel_info(reply=True)["content"]
+complete = client.complete("impor", 5, reply=True)["content"]
+client.stop_channels()
+print(json.dumps({
+    "status": reply["content"]["status"],
+    "text": "".join(texts),
+    "implementation": info["implementation"],
+    "matches": complete["matches"],
+}))
+"""
+
+
+def jupyter_client_peer(connection_file: Path, code: str) -> dict[str, Any]:
+    """Have jupyter_client's blocking client, in its own process, run ``code`` on a kernel.
+
+    Returns the execute status, the text of stream and result outputs, the
+    kernel's ``implementation`` and the completions of ``impor``.
+    """
+    peer = run_python("-c", JUPYTER_CLIENT_PEER, str(connection_file), code)
+    assert peer.returncode == 0, peer.stderr
+    result: dict[str, Any] = json.loads(peer.stdout)
+    return result

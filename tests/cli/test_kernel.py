@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kernelyard.cli import main
 
+from ..helpers import run_python
+
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kernelyard", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+    return run_python("-m", "kernelyard", *args, env=env, timeout=30)
 
 
 def test_install_for_the_user_then_listed(tmp_path: Path) -> None:

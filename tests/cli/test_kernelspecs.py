@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +11,11 @@ import pytest
 
 from kernelyard.cli import main
 
-from ..helpers import MakeSpec
+from ..helpers import MakeSpec, run_python
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kernelyard", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+    return run_python("-m", "kernelyard", *args, env=env, timeout=30)
 
 
 def test_json_lists_ipykernels_python3_like_the_rest_api() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,46 +15,19 @@ from kernelyard.blocking import (
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import KernelDied
 
+from ..helpers import jupyter_client_peer
+
 pytestmark = pytest.mark.integration
-
-
-JUPYTER_CLIENT_PEER = """
-import sys
-from jupyter_client import BlockingKernelClient
-
-client = BlockingKernelClient()
-client.load_connection_file(sys.argv[1])
-client.start_channels()
-client.wait_for_ready(timeout=30)
-texts = []
-reply = client.execute_interactive(
-    "print('via jupyter_client')",
-    output_hook=lambda m: texts.append(m["content"].get("text", "")),
-    timeout=30,
-)
-client.stop_channels()
-print(reply["content"]["status"], repr("".join(texts)))
-"""
 
 
 def test_jupyter_client_drives_a_kernel_launched_by_our_manager(finder: KernelFinder) -> None:
     # jupyter_client runs as a separate program, as a real peer would.
     with BlockingKernelManager("python3", finder=finder, stderr=None) as km:
         assert km.async_manager.process is not None
-        peer = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                JUPYTER_CLIENT_PEER,
-                str(km.async_manager.process.connection_file),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert peer.returncode == 0, peer.stderr
-    assert peer.stdout.strip() == "ok 'via jupyter_client\\n'"
+        connection_file = km.async_manager.process.connection_file
+        result = jupyter_client_peer(connection_file, "print('via jupyter_client')")
+    assert result["status"] == "ok"
+    assert result["text"] == "via jupyter_client\n"
 
 
 def test_blocking_client_and_manager(finder: KernelFinder, runtime_dir: Path) -> None:

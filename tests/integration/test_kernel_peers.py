@@ -17,29 +17,9 @@ from kernelyard.discovery import KernelFinder
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
 from kernelyard.wire import ConnectionInfo
 
+from ..helpers import jupyter_client_peer, run_python
+
 pytestmark = pytest.mark.integration
-
-JUPYTER_CLIENT_PEER = """
-import sys
-from jupyter_client import BlockingKernelClient
-
-client = BlockingKernelClient()
-client.load_connection_file(sys.argv[1])
-client.start_channels()
-client.wait_for_ready(timeout=30)
-texts = []
-reply = client.execute_interactive(
-    "import sys; print('out'); print('err', file=sys.stderr); 40 + 2",
-    output_hook=lambda m: texts.append(
-        m["content"].get("text") or m["content"].get("data", {}).get("text/plain", "")
-    ),
-    timeout=30,
-)
-info = client.kernel_info(reply=True)["content"]
-complete = client.complete("impor", 5, reply=True)["content"]
-client.stop_channels()
-print(reply["content"]["status"], repr("".join(texts)), info["implementation"], complete["matches"])
-"""
 
 NOTEBOOK = {
     "nbformat": 4,
@@ -91,29 +71,27 @@ print(json.dumps([cell["outputs"] for cell in nb.cells]))
 """
 
 
-def _peer(code: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_jupyter_client_drives_our_kernel(finder: KernelFinder) -> None:
     with BlockingKernelManager("kernelyard", finder=finder) as km:
         assert km.async_manager.process is not None
-        peer = _peer(JUPYTER_CLIENT_PEER, str(km.async_manager.process.connection_file))
-    assert peer.returncode == 0, peer.stderr
-    assert peer.stdout.strip() == "ok 'out\\nerr\\n42' kernelyard ['import']"
+        result = jupyter_client_peer(
+            km.async_manager.process.connection_file,
+            "import sys; print('out'); print('err', file=sys.stderr); 40 + 2",
+        )
+    assert result == {
+        "status": "ok",
+        "text": "out\nerr\n42",
+        "implementation": "kernelyard",
+        "matches": ["import"],
+    }
 
 
 def test_nbclient_runs_a_notebook_on_our_kernel(kernels_dir: Path) -> None:
-    peer = _peer(
-        NBCLIENT_PEER, stdin=json.dumps(NOTEBOOK), env={"JUPYTER_PATH": str(kernels_dir.parent)}
+    peer = run_python(
+        "-c",
+        NBCLIENT_PEER,
+        stdin=json.dumps(NOTEBOOK),
+        env={"JUPYTER_PATH": str(kernels_dir.parent)},
     )
     assert peer.returncode == 0, peer.stderr
     first, display, error, after = json.loads(peer.stdout)
@@ -153,8 +131,7 @@ def test_the_kernel_binds_ports_0_and_rewrites_its_connection_file(tmp_path: Pat
     try:
         info = _wait_for_ports(path)
         assert info.key == b"k"
-        peer = _peer(JUPYTER_CLIENT_PEER, str(path))
-        assert peer.returncode == 0, peer.stderr
+        assert jupyter_client_peer(path, "'bound'")["text"] == "'bound'"
     finally:
         kernel.send_signal(signal.SIGTERM)
         kernel.wait(10)
