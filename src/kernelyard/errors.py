@@ -20,6 +20,7 @@ The tree::
     ├── RequestError                  a request did not get a usable reply
     │   ├── ReplyTimeout              no reply in time (TimeoutError)
     │   └── ExecutionError            an execute reply with status "error", on request
+    ├── RequestRejected               the server refuses a client's HTTP request (status)
     └── GatewayError                  the remote gateway is unreachable or failed
         └── GatewayHTTPError          the remote gateway answered with an HTTP error
 
@@ -52,6 +53,7 @@ __all__ = [
     "ReplayedMessage",
     "ReplyTimeout",
     "RequestError",
+    "RequestRejected",
 ]
 
 
@@ -188,6 +190,20 @@ class ExecutionError(RequestError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
+
+
+# -- server -----------------------------------------------------------------
+
+
+class RequestRejected(KernelyardError):
+    """The server refuses an HTTP request: a bad body, a limit reached, no permission.
+
+    ``status`` is the HTTP status code the client gets, with the message as its body.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # -- gateway ----------------------------------------------------------------

@@ -7,11 +7,13 @@ import signal
 import stat
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 
+from kernelyard.backend import KernelNotice
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, LaunchError, NoSuchKernel
 from kernelyard.manager import (
@@ -24,9 +26,15 @@ from kernelyard.manager import (
     start_kernel,
 )
 
+from kernelyard.wire import DELIMITER, Channel, MessageFactory, Signer, encode, parse, split
+
 from ..helpers import wait_for_output, wait_until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def quiet(finder: KernelFinder, type_id: str = "python3", **options: object) -> KernelManager:
@@ -320,13 +328,20 @@ async def test_multi_kernel_manager_by_id(finder: KernelFinder) -> None:
         assert (model.id, model.name, model.state) == ("chosen-id", "python3", "running")
         await mkm.restart_kernel(kid)
         async with mkm.open_channels(kid) as channels:
-            client_msg = mkm.get_kernel(kid).client().message("kernel_info_request")
-            await channels.send(client_msg)
+            request = MessageFactory(clock=_now).message(
+                "kernel_info_request", channel=Channel.SHELL
+            )
+            await channels.send(Channel.SHELL, encode(request, Signer(b""))[2:])
             with anyio.fail_after(30):
-                while True:
-                    msg = await channels.receive()
-                    if msg.msg_type == "kernel_info_reply":
-                        break
+                reply = None
+                while reply is None:
+                    for item in await channels.receive():
+                        assert not isinstance(item, KernelNotice)
+                        channel, parts = item
+                        if channel is Channel.SHELL:
+                            reply = parse(split([DELIMITER, b"", *parts]), channel=channel)
+            assert reply.msg_type == "kernel_info_reply"
+            assert reply.parent_msg_id == request.msg_id
         await mkm.interrupt_kernel(kid)
         for missing in (mkm.get_kernel, mkm.remove_kernel):
             with pytest.raises(NoSuchKernel):

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from kernelyard.cli import kernel, kernelspecs, run
+from kernelyard.cli import kernel, kernelspecs, run, serve
 from kernelyard.errors import KernelyardError
 
 __all__ = ["build_parser", "main"]
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     kernelspecs.add_parser(commands)
     run.add_parser(commands)
     kernel.add_parsers(commands)
+    serve.add_parser(commands)
     return parser
 
 

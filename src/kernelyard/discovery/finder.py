@@ -99,15 +99,36 @@ class KernelFinder:
                 return type_id
         return listed[0] if listed else None
 
-    def get_spec(self, type_id: str) -> KernelSpec:
-        """The spec of ``type_id`` (``provider/name`` or a bare kernelspec name).
+    def short_names(self) -> dict[str, str]:
+        """Every kernel type under its bare name (``kernelyard``, ``ipykernel``) -> type id.
 
-        Raises NoSuchKernelSpec for an unknown provider or name, and
-        KernelSpecError for a broken or invalid one.
+        The first provider to offer a name owns it (kernelspec dirs come
+        first), so an installed kernelspec shadows the same kernel offered
+        without install. This is how the server names kernels, since Jupyter
+        clients expect names without a slash.
+        """
+        names: dict[str, str] = {}
+        for type_id, spec in self.find_kernels():
+            names.setdefault(spec.name, type_id)
+        return names
+
+    def get_spec(self, type_id: str) -> KernelSpec:
+        """The spec of ``type_id``: ``provider/name``, or a bare name.
+
+        A bare name is a kernelspec name first, else the first provider's
+        kernel of that name (see :meth:`short_names`). Raises NoSuchKernelSpec
+        for an unknown provider or name, and KernelSpecError for a broken or
+        invalid one.
         """
         provider_id, sep, name = type_id.partition("/")
         if not sep:
-            provider_id, name = SPEC_PROVIDER_ID, type_id
+            try:
+                return self.get_spec(f"{SPEC_PROVIDER_ID}/{type_id}")
+            except NoSuchKernelSpec:
+                owner = self.short_names().get(type_id)
+                if owner is None or "/" not in owner:
+                    raise NoSuchKernelSpec(type_id) from None
+                return self.get_spec(owner)
         provider = self.providers.get(provider_id)
         if provider is None or not name:
             raise NoSuchKernelSpec(type_id)

@@ -22,33 +22,17 @@ from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from kernelyard.backend import KernelChannels, KernelModel
-from kernelyard.client import KernelClient
-from kernelyard.discovery import KernelFinder
-from kernelyard.errors import InvalidState, NoSuchKernel
+from kernelyard.discovery import KernelFinder, kernelspec_model
+from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuchKernelSpec
+from kernelyard.manager.channels import ManagedChannels
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.manager.restarter import KernelRestarter, RestartEvent
-from kernelyard.wire import Message
 
 __all__ = ["MultiKernelManager"]
 
 RestartCallback = Callable[[RestartEvent], object]
-
-
-class _ClientChannels:
-    """KernelChannels over a KernelClient subscribed to every channel."""
-
-    def __init__(self, client: KernelClient, messages: MemoryObjectReceiveStream[Message]) -> None:
-        self._client = client
-        self._messages = messages
-
-    async def send(self, msg: Message) -> None:
-        await self._client.send(msg)
-
-    async def receive(self) -> Message:
-        return await self._messages.receive()
 
 
 class MultiKernelManager:
@@ -73,6 +57,7 @@ class MultiKernelManager:
         self._on_died, self._on_restarted, self._on_failed = on_died, on_restarted, on_failed
         self.manager_options = dict(manager_options or {})
         self._kernels: dict[str, KernelManager] = {}
+        self._supervised: set[str] = set()  # kernels a restarter still watches
         self._tasks: TaskGroup | None = None
 
     # -- lifetime ------------------------------------------------------------------
@@ -168,8 +153,19 @@ class MultiKernelManager:
                 on_restarted=self._on_restarted,
                 on_failed=self._on_failed,
             )
-            self._tasks.start_soon(restarter.run, name=f"restarter {kernel_id}")
+            self._supervised.add(kernel_id)
+            self._tasks.start_soon(self._supervise, restarter, name=f"restarter {kernel_id}")
         return kernel_id
+
+    async def _supervise(self, restarter: KernelRestarter) -> None:
+        try:
+            await restarter.run()
+        finally:
+            self._supervised.discard(restarter.manager.kernel_id)
+
+    def will_restart(self, kernel_id: str) -> bool:
+        """Whether a restarter still supervises ``kernel_id`` (a death would be undone)."""
+        return kernel_id in self._supervised
 
     async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
         """Stop a kernel for good and forget it."""
@@ -205,6 +201,42 @@ class MultiKernelManager:
     def _model(self, kernel_id: str, manager: KernelManager) -> KernelModel:
         return KernelModel(id=kernel_id, name=manager.type_id, state=manager.state.value)
 
+    async def kernel_specs(self, base_url: str = "/") -> dict[str, Any]:
+        """The ``GET /api/kernelspecs`` body: every kernel type under its bare name.
+
+        Specs that fail to load are skipped (and logged by the finder).
+        """
+        specs: dict[str, Any] = {}
+        for name, type_id in (await anyio.to_thread.run_sync(self.finder.short_names)).items():
+            try:
+                spec = self.finder.get_spec(type_id)
+            except KernelyardError:
+                continue
+            specs[name] = kernelspec_model(name, spec, base_url=base_url)
+        default = self.default_type_id or self.finder.default_type_id()
+        if default is not None and default not in specs:
+            default = default.rpartition("/")[2]
+        return {
+            "default": default if default in specs else next(iter(specs), None),
+            "kernelspecs": specs,
+        }
+
+    async def kernel_spec_file(self, name: str, filename: str) -> bytes:
+        """A resource file (logo, kernel.js) of kernel type ``name``.
+
+        NoSuchKernelSpec when the type or the file does not exist (no path may
+        leave the resource directory).
+        """
+        spec = self.finder.get_spec(name)
+        root = spec.resource_dir
+        if root is None or "/" in filename or filename in ("", ".", ".."):
+            raise NoSuchKernelSpec(f"{name}/{filename}")
+        path = root / filename
+        try:
+            return await anyio.Path(path).read_bytes()
+        except OSError:
+            raise NoSuchKernelSpec(f"{name}/{filename}") from None
+
     async def list_kernels(self) -> list[KernelModel]:
         return [self._model(kid, km) for kid, km in self._kernels.items()]
 
@@ -212,12 +244,10 @@ class MultiKernelManager:
         return self._model(kernel_id, self.get_kernel(kernel_id))
 
     @asynccontextmanager
-    async def open_channels(
-        self, kernel_id: str, *, session: str | None = None
-    ) -> AsyncIterator[KernelChannels]:
-        """A connection to every message channel of ``kernel_id`` for the block's duration."""
-        async with (
-            self.get_kernel(kernel_id).client(session=session, heartbeat=False) as client,
-            client.subscribe() as messages,
-        ):
-            yield _ClientChannels(client, messages)
+    async def open_channels(self, kernel_id: str) -> AsyncIterator[KernelChannels]:
+        """Raw-part channels of ``kernel_id`` (see :class:`ManagedChannels`) for the block."""
+        manager = self.get_kernel(kernel_id)
+        async with ManagedChannels(
+            manager, will_restart=lambda: self.will_restart(kernel_id)
+        ) as channels:
+            yield channels

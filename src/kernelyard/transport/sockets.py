@@ -32,13 +32,23 @@ def context() -> zmq.Context[zmq.Socket[bytes]]:
 
 
 def open_channel(
-    info: ConnectionInfo, channel: Channel, *, identity: bytes | None = None
+    info: ConnectionInfo,
+    channel: Channel,
+    *,
+    identity: bytes | None = None,
+    unbounded: bool = False,
 ) -> ChannelStream:
-    """A connected client socket for ``channel`` of the kernel ``info`` describes."""
+    """A connected client socket for ``channel`` of the kernel ``info`` describes.
+
+    ``unbounded`` lifts ZeroMQ's high-water marks (1000 messages by default):
+    a relay that must never drop IOPub reads everything into its own memory.
+    """
     with map_zmq_errors(channel):
         socket = context().socket(_SOCKET_TYPES[channel])
         try:
             socket.linger = 0
+            if unbounded:
+                socket.rcvhwm = socket.sndhwm = 0
             if identity is not None and channel is not Channel.IOPUB:
                 socket.setsockopt(zmq.IDENTITY, identity)
             if channel is Channel.IOPUB:

@@ -6,7 +6,16 @@ literal bytes. It imports the standard library, orjson and kernelyard.errors.
 """
 
 from kernelyard.wire.channel import MESSAGE_CHANNELS, Channel
-from kernelyard.wire.codec import DELIMITER, RawMessage, decode, encode, encode_parts, parse, split
+from kernelyard.wire.codec import (
+    DELIMITER,
+    RawMessage,
+    decode,
+    encode,
+    encode_parts,
+    message_parts,
+    parse,
+    split,
+)
 from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo, Transport
 from kernelyard.wire.jsonutil import format_date, parse_date
 from kernelyard.wire.message import (
@@ -50,6 +59,7 @@ __all__ = [
     "format_date",
     "from_legacy",
     "from_v1",
+    "message_parts",
     "new_header",
     "new_session_id",
     "pack_v1",

@@ -25,7 +25,16 @@ from kernelyard.wire.jsonutil import dumps, dumps_fast, loads_object
 from kernelyard.wire.message import Message, check_header
 from kernelyard.wire.signing import ReplayGuard, Signer
 
-__all__ = ["DELIMITER", "RawMessage", "decode", "encode", "encode_parts", "parse", "split"]
+__all__ = [
+    "DELIMITER",
+    "RawMessage",
+    "decode",
+    "encode",
+    "encode_parts",
+    "message_parts",
+    "parse",
+    "split",
+]
 
 DELIMITER = b"<IDS|MSG>"
 
@@ -137,13 +146,16 @@ def encode_parts(
     return [*identities, DELIMITER, signer.sign(parts), *parts, *buffers]
 
 
-def encode(msg: Message, signer: Signer, *, identities: Sequence[Frame] = ()) -> list[Frame]:
-    """The signed multipart frames of ``msg``; unencodable content raises LocalProtocolError."""
+def message_parts(msg: Message) -> list[Frame]:
+    """The unsigned parts of ``msg``: header, parent, metadata, content (JSON), buffers.
+
+    Unencodable content raises LocalProtocolError.
+    """
     parent, metadata, content = msg.parent_header, msg.metadata, msg.content
     # Written out, not a loop: this is the hottest path of every sender, and
     # empty dicts (parent, metadata) are common enough to skip the encoder.
     try:
-        parts = [
+        parts: list[Frame] = [
             dumps_fast(msg.header),
             dumps_fast(parent) if parent else b"{}",
             dumps_fast(metadata) if metadata else b"{}",
@@ -151,4 +163,11 @@ def encode(msg: Message, signer: Signer, *, identities: Sequence[Frame] = ()) ->
         ]
     except TypeError:  # slow path: retries, or a clear LocalProtocolError
         parts = [dumps(msg.header), dumps(parent), dumps(metadata), dumps(content)]
-    return [*identities, DELIMITER, signer.sign(parts), *parts, *msg.buffers]
+    parts.extend(msg.buffers)
+    return parts
+
+
+def encode(msg: Message, signer: Signer, *, identities: Sequence[Frame] = ()) -> list[Frame]:
+    """The signed multipart frames of ``msg``; unencodable content raises LocalProtocolError."""
+    parts = message_parts(msg)
+    return [*identities, DELIMITER, signer.sign(parts[:4]), *parts]

@@ -1,0 +1,195 @@
+"""The ASGI application and the uvicorn runner.
+
+:func:`create_app` builds the Starlette app for a :class:`ServerSettings`
+and a backend factory (the local :class:`~kernelyard.manager.MultiKernelManager`
+by default; the gateway passes its own). The app's lifespan owns the backend
+and :class:`~kernelyard.server.kernels.ServedKernels`: leaving it shuts every
+kernel down. :func:`serve` runs it on uvicorn until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from kernelyard.backend import KernelBackend
+from kernelyard.errors import KernelyardError, NoSuchKernel
+from kernelyard.manager import MultiKernelManager
+from kernelyard.server import rest
+from kernelyard.server.auth import AuthMiddleware, error_body
+from kernelyard.server.events import EventBus
+from kernelyard.server.kernels import ServedKernels
+from kernelyard.server.settings import ServerSettings
+from kernelyard.server.websocket import CLOSE_SERVER_STOPPING, KernelSocket
+
+__all__ = ["BackendFactory", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: Builds the backend the server runs on, as an async context manager.
+BackendFactory = Callable[[ServerSettings], AbstractAsyncContextManager[KernelBackend]]
+
+
+def local_backend(settings: ServerSettings) -> AbstractAsyncContextManager[KernelBackend]:
+    """Kernels on this machine: a MultiKernelManager with automatic restarts."""
+    return MultiKernelManager(
+        default_type_id=settings.default_kernel,
+        manager_options={"startup_timeout": settings.kernel_info_timeout},
+    )
+
+
+async def kernel_channels(websocket: WebSocket) -> None:
+    kernels: ServedKernels = websocket.app.state.kernels
+    try:
+        kernel = kernels.get(websocket.path_params["kernel_id"])
+    except NoSuchKernel as exc:
+        await websocket.send_denial_response(rest.error_response(exc))
+        return
+    await KernelSocket(websocket, kernel.bridge, kernels.settings, kernels.factory).serve()
+
+
+async def event_stream(websocket: WebSocket) -> None:
+    bus: EventBus = websocket.app.state.events
+    await websocket.accept()
+    with bus.subscribe() as records:
+        async with anyio.create_task_group() as tg:
+
+            async def until_closed() -> None:
+                while (await websocket.receive())["type"] != "websocket.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_closed)
+            async for record in records:
+                await websocket.send_text(record.decode())
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    return rest.error_response(exc)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return Response(error_body("Not Found"), 404, media_type="application/json")
+
+
+def create_app(settings: ServerSettings, *, backend: BackendFactory = local_backend) -> Starlette:
+    """The server as an ASGI app (auth middleware outermost)."""
+    base = settings.base_url
+    kernel = base + "api/kernels/{kernel_id:str}"
+    routes = [
+        Route(base + "api", rest.api_version),
+        Route(base + "api/", rest.api_version),
+        Route(base + "api/status", rest.api_status),
+        Route(base + "api/openapi.json", rest.api_spec),
+        Route(base + "api/kernels", rest.list_kernels, methods=["GET"]),
+        Route(base + "api/kernels", rest.start_kernel, methods=["POST"]),
+        Route(kernel, rest.get_kernel, methods=["GET"]),
+        Route(kernel, rest.delete_kernel, methods=["DELETE"]),
+        Route(kernel + "/interrupt", rest.interrupt_kernel, methods=["POST"]),
+        Route(kernel + "/restart", rest.restart_kernel, methods=["POST"]),
+        WebSocketRoute(kernel + "/channels", kernel_channels),
+        Route(base + "api/kernelspecs", rest.list_kernelspecs),
+        Route(base + "api/kernelspecs/{name:str}", rest.get_kernelspec),
+        Route(
+            base + "kernelspecs/{name:str}/{filename:str}",
+            rest.kernelspec_file,
+            methods=["GET", "HEAD"],
+        ),
+        WebSocketRoute(base + "api/events/subscribe", event_stream),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events = EventBus()
+        async with (
+            backend(settings) as kernel_backend,
+            ServedKernels(kernel_backend, settings, events) as kernels,
+        ):
+            app.state.settings = settings
+            app.state.events = events
+            app.state.kernels = kernels
+            yield
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={KernelyardError: _on_error, Exception: _on_error, 404: _not_found},
+    )
+    app.add_middleware(AuthMiddleware, settings=settings)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a stop signal first closes every kernel WebSocket with 1001
+    ("going away": final, clients do not reconnect), then stops as uvicorn does.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        kernels: ServedKernels | None = getattr(self._app.state, "kernels", None)
+        if self.should_exit or kernels is None or self._loop is None:
+            super().handle_exit(sig, frame)
+            return
+        for kernel in kernels.models():
+            with contextlib.suppress(KernelyardError):
+                kernels.get(kernel["id"]).bridge.close(
+                    CLOSE_SERVER_STOPPING, "the server is stopping"
+                )
+        # Give the connections a moment to send their close frames, then stop.
+        self._loop.call_later(0.2, super().handle_exit, sig, frame)
+
+
+def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | None = None) -> None:
+    """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens.
+
+    On the signal, connections close with 1001, then every kernel the server
+    started is shut down (bounded by ``shutdown_timeout``), then it returns.
+    """
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.ip,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_size,
+        ws_ping_interval=settings.ws_ping_interval or None,
+        ws_ping_timeout=settings.ws_ping_timeout or None,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)),
+    )
+    server = _Server(config, app)
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            while not server.started:
+                if server.should_exit:
+                    return
+                await anyio.sleep(0.01)
+            if on_ready is not None:
+                sockets = [s for srv in server.servers for s in srv.sockets]
+                port = sockets[0].getsockname()[1] if sockets else settings.port
+                on_ready(f"http://{settings.ip}:{port}{settings.base_url}")
+
+    anyio.run(run)
