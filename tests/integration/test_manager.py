@@ -25,7 +25,6 @@ from kernelyard.manager import (
     run_kernel,
     start_kernel,
 )
-
 from kernelyard.wire import DELIMITER, Channel, MessageFactory, Signer, encode, parse, split
 
 from ..helpers import wait_for_output, wait_until_running

@@ -8,8 +8,9 @@ keyed hashlib states, which is safe from any thread).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,8 @@ class Request:
     channel: Channel
     identities: tuple[Frame, ...]
     msg: Message
+    #: time.monotonic() when the kernel received it (stop_on_error aborts by arrival).
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def msg_type(self) -> str:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import selectors
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ class ShellWorker:
         self._selector = _WatchedSelector()
         self.loop = asyncio.SelectorEventLoop(self._selector)
         self._executes: deque[Request] = deque()
+        self._failed_at = 0.0  # time.monotonic() of the last error reply
         self._execute_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -149,10 +151,13 @@ class ShellWorker:
                 and request.content.get("stop_on_error", True)
             ):
                 await asyncio.sleep(0)  # let requests already handed over join the queue
-                await self._abort_queued()
+                await self._abort_queued(self._failed_at)
 
-    async def _abort_queued(self) -> None:
-        while self._executes:
+    async def _abort_queued(self, before: float) -> None:
+        """Abort the queued executes that arrived before the error reply was sent
+        (a request sent after the client saw the error is not aborted).
+        """
+        while self._executes and self._executes[0].received < before:
             request = self._executes.popleft()
             publisher = self.kernel.publisher
             publisher.status("busy", request.msg)
@@ -175,6 +180,8 @@ class ShellWorker:
                     log.exception("error handling %s", request.msg_type)
                     content = error_content(exc)
             if content is not None:
+                if content.get("status") == "error":
+                    self._failed_at = time.monotonic()
                 self.reply(request, content)
             return content
         finally:
