@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-## The main job: for now, list the kernel types this machine offers.
+## The main job: the kernel server (jupyter_server's kernels API), our kernel as the default.
+## Extra flags: make run ARGS='--port 9999 --no-token'
 run: $(STAMP)
-	$(BIN)/kernelyard kernelspecs
+	$(BIN)/kernelyard serve $(ARGS)
 
 ## Everything CI runs: lint, types, tests with coverage.
 check: lint types test

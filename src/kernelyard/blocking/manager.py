@@ -179,3 +179,11 @@ class BlockingMultiKernelManager:
 
     def kernel_model(self, kernel_id: str) -> KernelModel:
         return call(partial(self.async_manager.kernel_model, kernel_id))
+
+    def kernel_specs(self, base_url: str = "/") -> dict[str, Any]:
+        """The ``GET /api/kernelspecs`` body (see MultiKernelManager.kernel_specs)."""
+        return call(partial(self.async_manager.kernel_specs, base_url))
+
+    def kernel_spec_file(self, name: str, filename: str) -> bytes:
+        """A kernelspec resource file; NoSuchKernelSpec if there is none."""
+        return call(partial(self.async_manager.kernel_spec_file, name, filename))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import secrets
 import sys
@@ -17,6 +18,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from kernelyard.server import ServerSettings, serve
 
@@ -108,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    serve(settings, on_ready=ready)
+    anyio.run(functools.partial(serve, settings, on_ready=ready))
     return 0

@@ -111,6 +111,9 @@ class ManagedChannels:
     # -- KernelChannels ------------------------------------------------------------
 
     async def send(self, channel: Channel, parts: Sequence[Frame]) -> None:
+        info = self._manager.connection_info
+        if info is not None and info != self._info and self._manager.state is KernelState.RUNNING:
+            self._open(info)  # restarted on new ports: never send to the old ones
         stream = self._streams.get(channel)
         if stream is None or self._signer is None:
             raise ChannelClosed(f"{channel.value} channel is not open")

@@ -159,7 +159,7 @@ class _Server(uvicorn.Server):
         self._loop.call_later(0.2, super().handle_exit, sig, frame)
 
 
-def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | None = None) -> None:
+async def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | None = None) -> None:
     """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens.
 
     On the signal, connections close with 1001, then every kernel the server
@@ -179,17 +179,13 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | None = N
         timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)),
     )
     server = _Server(config, app)
-
-    async def run() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve)
-            while not server.started:
-                if server.should_exit:
-                    return
-                await anyio.sleep(0.01)
-            if on_ready is not None:
-                sockets = [s for srv in server.servers for s in srv.sockets]
-                port = sockets[0].getsockname()[1] if sockets else settings.port
-                on_ready(f"http://{settings.ip}:{port}{settings.base_url}")
-
-    anyio.run(run)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.01)
+        if on_ready is not None:
+            sockets = [s for srv in server.servers for s in srv.sockets]
+            port = sockets[0].getsockname()[1] if sockets else settings.port
+            on_ready(f"http://{settings.ip}:{port}{settings.base_url}")
