@@ -7,10 +7,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ class Server:
     url: str  # http://127.0.0.1:PORT/
     process: subprocess.Popen[str]
     token: str = TOKEN
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=500))  # its stderr, last lines
 
     @property
     def ws_url(self) -> str:
@@ -76,15 +79,21 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
         text=True,
         env=server_env(home),
     )
+    log: deque[str] = deque(maxlen=500)
+    # Read its stderr all along: kernels write there too, and a full pipe would
+    # block the server's event loop on its next log line.
+    drain = threading.Thread(target=log.extend, args=(process.stderr,), daemon=True)
+    drain.start()
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         if match is None:
             process.kill()
-            _, err = process.communicate(timeout=10)
-            raise AssertionError(f"the server did not start: {line!r} {err[-2000:]}")
-        yield Server(match.group(1), process, token or "")
+            process.wait()
+            drain.join(5)
+            raise AssertionError(f"the server did not start: {line!r} {''.join(log)[-2000:]}")
+        yield Server(match.group(1), process, token or "", log)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -94,6 +103,7 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
                 process.kill()
                 process.wait()
                 raise AssertionError("the server did not stop within 30 s of SIGTERM") from None
+        drain.join(5)
         if process.stdout:
             process.stdout.close()
         if process.stderr:

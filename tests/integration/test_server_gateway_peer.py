@@ -77,10 +77,11 @@ def jupyter_server(home: Path, ours: Server) -> Iterator[Server]:
         process.stderr.close()
         raise AssertionError("jupyter_server did not start:\n" + "".join(lines[-30:]))
     # Keep reading its log so the pipe never fills and blocks the server.
-    drain = threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True)  # type: ignore[union-attr]
+    peer = Server(url, process, PEER_TOKEN)
+    drain = threading.Thread(target=peer.log.extend, args=(process.stderr,), daemon=True)
     drain.start()
     try:
-        yield Server(url, process, PEER_TOKEN)  # type: ignore[arg-type]
+        yield peer
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -129,7 +130,11 @@ async def scenario(server: Server, *, v1: bool) -> None:
 
 
 async def test_through_jupyter_servers_gateway_client(jupyter_server: Server, ours: Server) -> None:
-    await scenario(jupyter_server, v1=False)
+    try:
+        await scenario(jupyter_server, v1=False)
+    except BaseException:  # show both servers' last log lines with the failure
+        print("--- jupyter_server ---", *jupyter_server.log, "--- kernelyard ---", *ours.log)
+        raise
     async with ours.http() as http:
         assert (await http.get("api/kernels")).json() == []
 

@@ -6,11 +6,18 @@ the execute's identity) and one SUB for IOPub with no high-water mark, so a
 flood is read into memory instead of being dropped by ZeroMQ. Incoming
 messages are verified with the kernel's key and handed out as raw parts.
 
-A watcher follows the manager's lifecycle and reports it as notices: a death
-the restarter will try to undo (``restarting``), the kernel answering again
-(``restarted``; the sockets are reopened first when the restart changed the
-ports), a death nobody will undo (``dead``). Once the kernel is stopped,
-``receive`` raises ChannelClosed.
+A watcher follows the manager's lifecycle (by its death and restart counts,
+so nothing is missed when several changes happen between two wakeups) and
+reports it as notices: a death the restarter will try to undo
+(``restarting``), the kernel answering again (``restarted``; the sockets are
+reopened first when the restart changed the ports), a death nobody will undo
+(``dead``). Once the kernel is stopped, ``receive`` raises ChannelClosed.
+
+Sends are held, in order, while the kernel is dead or restarting and until
+the IOPub socket provably receives from the current kernel (its welcome, or
+the status of a ``kernel_info_request`` probe): ZeroMQ silently drops what a
+publisher sends before the subscriber's reconnect completes, so a request
+sent earlier would get its reply but lose its output and idle status.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -31,7 +39,16 @@ from kernelyard.errors import ChannelClosed, InvalidState, RemoteProtocolError
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.manager.state import KernelState
 from kernelyard.transport import ChannelStream, open_channel
-from kernelyard.wire import Channel, ConnectionInfo, ReplayGuard, Signer, encode_parts, split
+from kernelyard.wire import (
+    Channel,
+    ConnectionInfo,
+    MessageFactory,
+    ReplayGuard,
+    Signer,
+    encode_parts,
+    message_parts,
+    split,
+)
 
 __all__ = ["ManagedChannels"]
 
@@ -40,6 +57,16 @@ log = logging.getLogger(__name__)
 Frame = bytes | memoryview
 
 _CHANNELS = (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB)
+#: Messages held while the kernel is down before sends fail with ChannelClosed.
+MAX_HELD = 1000
+#: Seconds to wait for IOPub to connect to a (re)started kernel before sending anyway.
+IOPUB_WAIT = 10.0
+#: Seconds between kernel_info probes while waiting for IOPub.
+PROBE_INTERVAL = 0.25
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class ManagedChannels:
@@ -60,6 +87,15 @@ class ManagedChannels:
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[list[Received]](math.inf)
         self._tasks: TaskGroup | None = None
         self._readers: list[anyio.CancelScope] = []
+        self._held: list[tuple[Channel, list[bytes]]] = []  # sent while the kernel was down
+        # IOPub gate: sends wait until this socket provably receives the current
+        # kernel's IOPub, so no reply comes without its output and idle status.
+        self._live_generation = -1  # manager.restarts when IOPub was last confirmed live
+        self._iopub_generation = -1  # manager.restarts when IOPub last delivered a message
+        self._iopub_arrived = anyio.Event()
+        self._factory = MessageFactory(
+            session=self._identity.decode(), username="kernelyard", clock=_utcnow
+        )
 
     # -- lifetime -----------------------------------------------------------------
 
@@ -111,9 +147,28 @@ class ManagedChannels:
     # -- KernelChannels ------------------------------------------------------------
 
     async def send(self, channel: Channel, parts: Sequence[Frame]) -> None:
-        info = self._manager.connection_info
-        if info is not None and info != self._info and self._manager.state is KernelState.RUNNING:
+        """Send now, or, while the kernel is dead or restarting or IOPub is not yet
+        connected to it, once it is (on whatever ports it then has): a message
+        sent meanwhile is never lost, and its output is never missed.
+        """
+        manager = self._manager
+        if (
+            manager.state in (KernelState.DEAD, KernelState.RESTARTING)
+            or self._live_generation != manager.restarts
+            or self._held
+        ):
+            if len(self._held) >= MAX_HELD:
+                raise ChannelClosed(
+                    f"kernel {manager.kernel_id} is not running and {MAX_HELD} messages wait"
+                )
+            self._held.append((channel, [bytes(p) for p in parts]))
+            return
+        info = manager.connection_info
+        if info is not None and info != self._info and manager.state is KernelState.RUNNING:
             self._open(info)  # restarted on new ports: never send to the old ones
+        await self._send_now(channel, parts)
+
+    async def _send_now(self, channel: Channel, parts: Sequence[Frame]) -> None:
         stream = self._streams.get(channel)
         if stream is None or self._signer is None:
             raise ChannelClosed(f"{channel.value} channel is not open")
@@ -152,6 +207,10 @@ class ManagedChannels:
                         log.warning("dropping an invalid message on %s: %s", channel.value, exc)
                         continue
                     out.append((channel, [*raw.signed_parts, *raw.buffers]))  # type: ignore[list-item]
+                if out and channel is Channel.IOPUB:
+                    self._iopub_generation = self._manager.restarts
+                    arrived, self._iopub_arrived = self._iopub_arrived, anyio.Event()
+                    arrived.set()
                 if out:
                     try:
                         put(out)
@@ -163,44 +222,67 @@ class ManagedChannels:
             self._inbox_send.send_nowait([event])
 
     async def _watch(self) -> None:
-        """Turn lifecycle changes into notices; end the inbox when the kernel stops."""
-        manager, announced = self._manager, False
+        """Turn lifecycle changes into notices; end the inbox when the kernel stops.
+
+        Deaths and restarts are read from the manager's counters, so a death
+        that is already undone by the time this task runs is still reported
+        (``restarting`` then ``restarted``).
+        """
+        manager = self._manager
+        deaths, restarts, dead_reported = manager.deaths, manager.restarts, False
+        await self._become_live()
         while True:
             state = manager.state
-            if state is KernelState.DEAD:
-                reason = str(manager.death) if manager.death else "the kernel died"
-                if not self._will_restart():
-                    self._notify(KernelNotice("dead", reason))
-                    await self._wait_while(KernelState.DEAD, poll=False)
-                    continue
-                if not announced:
-                    self._notify(KernelNotice("restarting", reason))
-                    announced = True
-                # The restarter may give up without a state change: poll its verdict.
-                await self._wait_while(KernelState.DEAD, poll=True)
-                continue
-            if state is KernelState.RUNNING and (
-                announced or manager.connection_info != self._info
-            ):
-                if manager.connection_info is not None and manager.connection_info != self._info:
-                    log.info("kernel %s has new ports: reconnecting", manager.kernel_id)
-                    self._open(manager.connection_info)
-                self._notify(KernelNotice("restarted", "the kernel answers again"))
-                announced = False
             if state in (KernelState.SHUTTING_DOWN, KernelState.STOPPED):
                 self._inbox_send.close()
                 return
-            previous = state
-            await manager.wait_for_change()
-            if previous is KernelState.RESTARTING and manager.state is KernelState.RUNNING:
-                announced = True  # report "restarted" (and reconnect) on the next turn
-
-    async def _wait_while(self, state: KernelState, *, poll: bool) -> None:
-        """Wait until the state leaves ``state`` (or, polling, the restarter gives up)."""
-        manager = self._manager
-        if not poll:
-            await manager.wait_for_change()
-            return
-        while manager.state is state and self._will_restart():
-            with anyio.move_on_after(0.2):
+            if manager.deaths > deaths:
+                deaths = manager.deaths
+                if manager.restarts > restarts or self._will_restart():
+                    reason = str(manager.death) if manager.death else "the kernel died"
+                    self._notify(KernelNotice("restarting", reason))
+            if manager.restarts > restarts:
+                restarts, dead_reported = manager.restarts, False
+                info = manager.connection_info
+                if info is not None and info != self._info:
+                    log.info("kernel %s has new ports: reconnecting", manager.kernel_id)
+                    self._open(info)
+                await self._become_live()
+                self._notify(KernelNotice("restarted", "the kernel answers again"))
+            elif state is KernelState.DEAD and not dead_reported and not self._will_restart():
+                reason = str(manager.death) if manager.death else "the kernel died"
+                self._notify(KernelNotice("dead", reason))
+                dead_reported = True
+                if self._held:
+                    log.warning(
+                        "kernel %s is dead: %d held messages dropped",
+                        manager.kernel_id,
+                        len(self._held),
+                    )
+                    self._held = []
+            if state is KernelState.DEAD and self._will_restart():
+                # The restarter may give up without a state change: poll its verdict.
+                with anyio.move_on_after(0.2):
+                    await manager.wait_for_change()
+            else:
                 await manager.wait_for_change()
+
+    async def _become_live(self) -> None:
+        """Wait until IOPub delivers from the current kernel (a welcome, or the status of
+        a ``kernel_info_request`` probe; bounded by IOPUB_WAIT), then send what was held.
+        """
+        generation = self._manager.restarts
+        with anyio.move_on_after(IOPUB_WAIT):
+            while self._iopub_generation != generation:
+                arrived = self._iopub_arrived
+                probe = self._factory.message("kernel_info_request", channel=Channel.SHELL)
+                with contextlib.suppress(ChannelClosed):
+                    await self._send_now(Channel.SHELL, message_parts(probe))
+                with anyio.move_on_after(PROBE_INTERVAL):
+                    await arrived.wait()
+        if self._iopub_generation != generation:
+            log.warning("kernel %s: IOPub silent for %s s", self._manager.kernel_id, IOPUB_WAIT)
+        self._live_generation = generation
+        held, self._held = self._held, []
+        for channel, parts in held:
+            await self._send_now(channel, parts)

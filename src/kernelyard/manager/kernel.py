@@ -93,6 +93,11 @@ class KernelManager:
         self._death_reason: str | None = None
         #: Why the kernel is DEAD (None otherwise).
         self.death: KernelDied | None = None
+        #: How often the kernel died, and was restarted, since it started. Watchers
+        #: compare these counts: sampling ``state`` can miss DEAD -> RESTARTING ->
+        #: RUNNING when all three happen between two of their wakeups.
+        self.deaths = 0
+        self.restarts = 0
 
     # -- state ------------------------------------------------------------------
 
@@ -155,6 +160,7 @@ class KernelManager:
 
     def _die(self, death: KernelDied) -> None:
         self.death = death
+        self.deaths += 1
         log.warning("%s", death)
         self._lifecycle.move(KernelState.DEAD)
         for client in list(self._clients):
@@ -331,6 +337,7 @@ class KernelManager:
                 )
                 raise
             self._lifecycle.move(KernelState.RUNNING)
+            self.restarts += 1
             for client in list(self._clients):
                 client.kernel_restarted()
 
