@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 import uuid
@@ -75,7 +77,7 @@ async def test_kernel_lifecycle_over_rest(http: httpx.AsyncClient, server: Serve
     assert model["execution_state"] == "idle"
     assert model["connections"] == 0
     assert "reason" not in model
-    assert __import__("re").match(TIME_PATTERN, model["last_activity"])
+    assert re.match(TIME_PATTERN, model["last_activity"])
     assert (await http.get(f"api/kernels/{kid}")).json()["id"] == kid
     assert kid in [k["id"] for k in (await http.get("api/kernels")).json()]
     async with kernel_socket(server, kid) as ws:
@@ -103,6 +105,9 @@ async def test_bad_requests_get_json_errors(http: httpx.AsyncClient) -> None:
     outside = await http.post("api/kernels", json={"path": "../../etc"})
     assert outside.status_code == 400
     assert "outside" in outside.json()["message"]
+    assert (await http.post("api/kernels", json={"path": "a\x00b"})).status_code == 400
+    assert (await http.post("api/kernels", json={"path": 7})).status_code == 400
+    assert (await http.post("api/kernels", json={"name": 7})).status_code == 400
     bad_env = await http.post("api/kernels", json={"env": {"KERNEL_X": 3}})
     assert bad_env.status_code == 400
     for method, path in [
@@ -500,7 +505,7 @@ async def test_limits_filters_scrubbing_culling_and_events(home: Path) -> None:
             actions = []
             with anyio.fail_after(10):
                 while "cull" not in actions:
-                    record = __import__("json").loads(await events.recv())
+                    record = json.loads(await events.recv())
                     assert record["__schema__"].endswith("kernel_actions/v1")
                     assert record["kernel_id"] == kid or record["action"] == "start"
                     actions.append(record["action"])

@@ -4,8 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kernelyard import errors
 from kernelyard.server.activity import Activity, should_cull
 from kernelyard.server.ratelimit import RatePacer
+from kernelyard.server.status import status_for
 from kernelyard.server.websocket import choose_subprotocol
 from kernelyard.wire import V1_SUBPROTOCOL
 
@@ -86,3 +88,21 @@ def test_v1_only_when_offered_and_allowed() -> None:
     assert choose_subprotocol([], None) is None
     assert choose_subprotocol(["other"], None) is None
     assert choose_subprotocol([V1_SUBPROTOCOL], "") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.NoSuchKernel("k"), 404),
+        (errors.NoSuchKernelSpec("x"), 404),
+        (errors.RequestRejected(403, "limit"), 403),
+        (errors.InvalidState("s"), 409),
+        (errors.ReplyTimeout("t"), 504),
+        (errors.LaunchError("l"), 500),
+        (ValueError("?"), 500),
+    ],
+)
+def test_every_error_has_a_status(error: BaseException, status: int) -> None:
+    code, message = status_for(error)
+    assert code == status
+    assert message

@@ -163,9 +163,6 @@ class ManagedChannels:
                 )
             self._held.append((channel, [bytes(p) for p in parts]))
             return
-        info = manager.connection_info
-        if info is not None and info != self._info and manager.state is KernelState.RUNNING:
-            self._open(info)  # restarted on new ports: never send to the old ones
         await self._send_now(channel, parts)
 
     async def _send_now(self, channel: Channel, parts: Sequence[Frame]) -> None:

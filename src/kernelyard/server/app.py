@@ -10,7 +10,6 @@ kernel down. :func:`serve` runs it on uvicorn until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,7 +31,7 @@ from kernelyard.server.auth import AuthMiddleware, error_body
 from kernelyard.server.events import EventBus
 from kernelyard.server.kernels import ServedKernels
 from kernelyard.server.settings import ServerSettings
-from kernelyard.server.websocket import CLOSE_SERVER_STOPPING, KernelSocket
+from kernelyard.server.websocket import KernelSocket
 
 __all__ = ["BackendFactory", "create_app", "serve"]
 
@@ -150,11 +149,7 @@ class _Server(uvicorn.Server):
         if self.should_exit or kernels is None or self._loop is None:
             super().handle_exit(sig, frame)
             return
-        for kernel in kernels.models():
-            with contextlib.suppress(KernelyardError):
-                kernels.get(kernel["id"]).bridge.close(
-                    CLOSE_SERVER_STOPPING, "the server is stopping"
-                )
+        kernels.close_connections()
         # Give the connections a moment to send their close frames, then stop.
         self._loop.call_later(0.2, super().handle_exit, sig, frame)
 

@@ -31,6 +31,7 @@ from kernelyard.server.activity import should_cull
 from kernelyard.server.bridge import KernelBridge
 from kernelyard.server.events import EventBus
 from kernelyard.server.settings import ServerSettings
+from kernelyard.server.status import status_for
 from kernelyard.server.websocket import CLOSE_FINAL, CLOSE_SERVER_STOPPING
 from kernelyard.wire import MessageFactory
 
@@ -140,7 +141,10 @@ class ServedKernels:
             return str(self.root_dir)
         if not isinstance(path, str):
             raise RequestRejected(400, "'path' must be a string")
-        candidate = (self.root_dir / path.lstrip("/")).resolve()
+        try:
+            candidate = (self.root_dir / path.lstrip("/")).resolve()
+        except (ValueError, OSError) as exc:  # a NUL byte, a symlink loop
+            raise RequestRejected(400, f"path {path!r} cannot be used: {exc}") from None
         if not candidate.is_relative_to(self.root_dir):
             raise RequestRejected(400, f"path {path!r} is outside the server's root directory")
         while not candidate.is_dir() and candidate != self.root_dir:
@@ -194,7 +198,11 @@ class ServedKernels:
             kernel: ServedKernel = await self._tasks.start(self._serve, kid, name)
         except KernelyardError as exc:
             self.events.kernel_action(
-                "start", kernel_id, name, msg=f"Kernel failed to start: {exc}", status_code=500
+                "start",
+                kernel_id,
+                name,
+                msg=f"Kernel failed to start: {exc}",
+                status_code=status_for(exc)[0],
             )
             raise
         finally:
@@ -285,15 +293,23 @@ class ServedKernels:
             await self.backend.interrupt_kernel(kernel_id)
         except KernelyardError as exc:
             self.events.kernel_action(
-                "interrupt", kernel_id, kernel.name, msg=f"Interrupt failed: {exc}", status_code=500
+                "interrupt",
+                kernel_id,
+                kernel.name,
+                msg=f"Interrupt failed: {exc}",
+                status_code=status_for(exc)[0],
             )
             raise
         self.events.kernel_action("interrupt", kernel_id, kernel.name, msg="Kernel interrupted")
 
-    async def shutdown_all(self) -> None:
-        """Stop every kernel in parallel (server exit): connections close with 1001."""
+    def close_connections(self) -> None:
+        """Tell every connection the server is stopping (close code 1001)."""
         for kernel in self._kernels.values():
             kernel.bridge.close(CLOSE_SERVER_STOPPING, "the server is stopping")
+
+    async def shutdown_all(self) -> None:
+        """Stop every kernel in parallel (server exit): connections close with 1001."""
+        self.close_connections()
         async with anyio.create_task_group() as tg:
             for kernel_id in list(self._kernels):
                 tg.start_soon(self._shutdown_quietly, kernel_id)

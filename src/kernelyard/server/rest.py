@@ -3,7 +3,7 @@
 Status codes and bodies are jupyter_server's: 201 with ``Location`` on start,
 204 on delete and interrupt, 200 with the model on restart, 404 with
 ``{"message", "reason"}`` for unknown ids. Errors are mapped to statuses in
-one table, :data:`ERROR_STATUS`; an unexpected error is a 500 with the same
+one table (:mod:`kernelyard.server.status`); an unexpected error is a 500 with the same
 JSON shape, never an HTML page.
 """
 
@@ -18,36 +18,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import kernelyard
-from kernelyard.errors import (
-    InvalidState,
-    KernelDied,
-    KernelSpecError,
-    KernelyardError,
-    LaunchError,
-    NoSuchKernel,
-    NoSuchKernelSpec,
-    ReplyTimeout,
-    RequestRejected,
-)
+from kernelyard.errors import KernelyardError, RequestRejected
 from kernelyard.server.auth import error_body
 from kernelyard.server.kernels import ServedKernels, format_time
 from kernelyard.server.openapi import openapi_document
+from kernelyard.server.status import status_for
 
-__all__ = ["ERROR_STATUS", "error_response", "json_response"]
+__all__ = ["error_response", "json_response"]
 
 log = logging.getLogger(__name__)
-
-#: Error type -> HTTP status; the first matching row wins (RequestRejected carries its own).
-ERROR_STATUS: tuple[tuple[type[KernelyardError], int], ...] = (
-    (NoSuchKernel, 404),
-    (NoSuchKernelSpec, 404),
-    (KernelSpecError, 404),
-    (InvalidState, 409),
-    (ReplyTimeout, 504),
-    (LaunchError, 500),
-    (KernelDied, 500),
-    (KernelyardError, 500),
-)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -55,17 +34,10 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(exc: Exception) -> Response:
-    """The JSON error answer for ``exc`` (see :data:`ERROR_STATUS`)."""
-    if isinstance(exc, RequestRejected):
-        status, message = exc.status, str(exc)
-    elif isinstance(exc, NoSuchKernel):
-        status, message = 404, f"Kernel does not exist: {exc.kernel_id}"
-    elif isinstance(exc, KernelyardError):
-        status = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
-        message = str(exc)
-    else:
+    """The JSON error answer for ``exc`` (statuses from :func:`status_for`)."""
+    if not isinstance(exc, KernelyardError):
         log.exception("unhandled error", exc_info=exc)
-        status, message = 500, "Unhandled error"
+    status, message = status_for(exc)
     return Response(error_body(message), status, media_type="application/json")
 
 

@@ -1,0 +1,40 @@
+"""Which HTTP status each error gets: the server's one table (pure)."""
+
+from __future__ import annotations
+
+from kernelyard.errors import (
+    InvalidState,
+    KernelDied,
+    KernelSpecError,
+    KernelyardError,
+    LaunchError,
+    NoSuchKernel,
+    NoSuchKernelSpec,
+    ReplyTimeout,
+    RequestRejected,
+)
+
+__all__ = ["ERROR_STATUS", "status_for"]
+
+#: Error type -> HTTP status; the first matching row wins (RequestRejected carries its own).
+ERROR_STATUS: tuple[tuple[type[KernelyardError], int], ...] = (
+    (NoSuchKernel, 404),
+    (NoSuchKernelSpec, 404),
+    (KernelSpecError, 404),
+    (InvalidState, 409),
+    (ReplyTimeout, 504),
+    (LaunchError, 500),
+    (KernelDied, 500),
+    (KernelyardError, 500),
+)
+
+
+def status_for(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and message a client gets for ``exc``."""
+    if isinstance(exc, RequestRejected):
+        return exc.status, str(exc)
+    if isinstance(exc, NoSuchKernel):
+        return 404, f"Kernel does not exist: {exc.kernel_id}"  # jupyter_server's words
+    if isinstance(exc, KernelyardError):
+        return next(code for kind, code in ERROR_STATUS if isinstance(exc, kind)), str(exc)
+    return 500, "Unhandled error"
