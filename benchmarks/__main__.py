@@ -9,7 +9,7 @@ from functools import partial
 
 import anyio
 
-from . import bench_kernel, bench_lifecycle, bench_wire
+from . import bench_kernel, bench_lifecycle, bench_server, bench_wire
 from .harness import report
 
 
@@ -19,8 +19,12 @@ def main() -> int:
     parser.add_argument("--inner", type=int, default=2000, help="calls per round")
     parser.add_argument("--pairs", type=int, default=5, help="kernel start/shutdown pairs")
     parser.add_argument("--kernel-rounds", type=int, default=3, help="rounds per kernel")
+    parser.add_argument("--server-rounds", type=int, default=2, help="rounds per server")
     parser.add_argument(
-        "--only", choices=["wire", "lifecycle", "kernel"], default=None, help="run one group only"
+        "--only",
+        choices=["wire", "lifecycle", "kernel", "server"],
+        default=None,
+        help="run one group only",
     )
     args = parser.parse_args()
     import jupyter_client
@@ -44,6 +48,12 @@ def main() -> int:
         print()
         kernel_results = anyio.run(partial(bench_kernel.run, rounds=args.kernel_rounds))
         print(bench_kernel.report(kernel_results))
+        print()
+    if args.only in (None, "server"):
+        print("## Kernel servers: kernelyard serve, jupyter_server, jupyter-kernel-gateway")
+        print()
+        server_results = anyio.run(partial(bench_server.run, rounds=args.server_rounds))
+        print(bench_server.report(server_results))
     return 0
 
 
