@@ -182,6 +182,9 @@ async def kernel_socket(
         url,
         subprotocols=offered or None,
         max_size=None,  # type: ignore[arg-type]
+        # Unbounded: with unread messages queued (other clients' IOPub) the client would
+        # stop reading and wait out close_timeout (10 s) in the closing handshake.
+        max_queue=None,
     ) as ws:
         yield KernelSocket(ws, session)
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from kernelyard.errors import MalformedMessage
 from kernelyard.wire import Channel, Message, MessageFactory, pack_v1, unpack_v1
-from kernelyard.wire.websocket import from_legacy, from_v1, to_legacy, to_v1
+from kernelyard.wire import message_parts
+from kernelyard.wire.websocket import from_legacy, from_v1, legacy_from_parts, to_legacy, to_v1
 
 from ..strategies import FIXED_NOW, messages
 
@@ -48,6 +49,21 @@ def test_legacy_round_trip(msg: Message) -> None:
 @given(messages(with_channel=True))
 def test_v1_round_trip(msg: Message) -> None:
     assert from_v1(to_v1(msg)) == msg
+
+
+@given(messages(with_channel=True))
+def test_legacy_from_raw_parts_decodes_to_the_message(msg: Message) -> None:
+    assert msg.channel is not None
+    frame = legacy_from_parts(msg.channel, message_parts(msg), msg.msg_id, msg.msg_type)
+    assert isinstance(frame, bytes) == bool(msg.buffers)
+    assert from_legacy(frame) == msg
+
+
+def test_legacy_from_raw_parts_never_fails_on_bad_utf8() -> None:
+    parts = [b'{"msg_id":"m"}', b"{}", b"{}", b'{"text":"\xff"}']  # not UTF-8
+    frame = legacy_from_parts(Channel.IOPUB, parts, "m", "stream")
+    assert isinstance(frame, str)
+    assert json.loads(frame)["content"] == {"text": "\ufffd"}
 
 
 def test_v1_raw_parts_pass_through() -> None:

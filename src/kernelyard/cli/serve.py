@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import os
 import secrets
 import sys
@@ -97,6 +98,11 @@ def settings_from(args: argparse.Namespace, environ: typing.Mapping[str, str]) -
     return ServerSettings(token=resolve_token(args, environ), **values)
 
 
+def _has_uvloop() -> bool:
+    """uvloop (uvicorn[standard] brings it) makes the server's event loop cheaper."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, os.environ)
 
@@ -111,5 +117,8 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    anyio.run(functools.partial(serve, settings, on_ready=ready))
+    anyio.run(
+        functools.partial(serve, settings, on_ready=ready),
+        backend_options={"use_uvloop": _has_uvloop()},
+    )
     return 0

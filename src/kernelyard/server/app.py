@@ -167,6 +167,9 @@ async def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | No
         port=settings.port,
         ws="websockets-sansio",
         ws_max_size=settings.max_message_size,
+        # Compressing every small kernel message costs more CPU than loopback or a LAN
+        # saves; jupyter_server does not compress either.
+        ws_per_message_deflate=settings.ws_compression,
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,
         log_level="warning",

@@ -65,6 +65,9 @@ class ServerSettings:
     ws_ping_interval: float = knob(30.0, "seconds between pings; 0: no pings")
     ws_ping_timeout: float = knob(90.0, "seconds without a pong before the socket is closed")
     kernel_ws_protocol: str | None = knob(None, "None: v1 when offered; '': always legacy")
+    ws_compression: bool = knob(
+        False, "permessage-deflate when the client offers it (off, as in jupyter_server)"
+    )
 
     # -- output: replay log and rate limits ------------------------------------------------
     replay_max_messages: int = knob(100_000, "messages the per-kernel replay log holds at most")

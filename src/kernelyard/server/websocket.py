@@ -44,12 +44,10 @@ from kernelyard.wire import (
     V1_SUBPROTOCOL,
     Channel,
     MessageFactory,
-    RawMessage,
     from_legacy,
+    legacy_from_parts,
     message_parts,
     pack_v1,
-    parse,
-    to_legacy,
     unpack_v1,
 )
 
@@ -266,8 +264,10 @@ class KernelSocket:
         parts = entry.materialize()
         if self.framing == "v1":
             return pack_v1(entry.channel.value, parts)
-        raw = RawMessage((), b"", parts[0], parts[1], parts[2], parts[3], tuple(parts[4:]))
-        return to_legacy(parse(raw, channel=entry.channel))
+        header = orjson.loads(parts[0])
+        return legacy_from_parts(
+            entry.channel, parts, str(header.get("msg_id", "")), entry.msg_type
+        )
 
     async def _rate_notice(self) -> None:
         if not self._rate_noticed:

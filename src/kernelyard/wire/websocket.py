@@ -38,6 +38,7 @@ __all__ = [
     "V1_SUBPROTOCOL",
     "from_legacy",
     "from_v1",
+    "legacy_from_parts",
     "pack_v1",
     "to_legacy",
     "to_v1",
@@ -86,7 +87,45 @@ def to_legacy(msg: Message) -> str | bytes:
         return json.dumps(data)
     if msg.channel is not None:
         data["channel"] = msg.channel.value
-    parts = [json.dumps(data).encode("utf-8"), *msg.buffers]
+    return _pack_legacy_binary(json.dumps(data).encode("utf-8"), msg.buffers)
+
+
+def legacy_from_parts(
+    channel: Channel, parts: Sequence[Frame], msg_id: str, msg_type: str
+) -> str | bytes:
+    """The legacy frame of raw parts (header, parent, metadata, content, buffers...).
+
+    The parts' JSON is spliced in as the kernel wrote it, not parsed and
+    re-encoded: a server relaying to many clients builds each frame once and
+    cheaply. Bytes that are not UTF-8 become U+FFFD rather than an error.
+    """
+    json_part = b"".join(
+        [
+            b'{"header":',
+            parts[0],
+            b',"msg_id":',
+            dumps(msg_id),
+            b',"msg_type":',
+            dumps(msg_type),
+            b',"parent_header":',
+            parts[1],
+            b',"metadata":',
+            parts[2],
+            b',"content":',
+            parts[3],
+            b',"channel":"',
+            channel.value.encode(),
+            b'"',
+        ]
+    )
+    if len(parts) == 4:
+        return (json_part + b',"buffers":[]}').decode("utf-8", errors="replace")
+    return _pack_legacy_binary(json_part + b"}", parts[4:])
+
+
+def _pack_legacy_binary(json_part: bytes, buffers: Sequence[Frame]) -> bytes:
+    """The binary legacy frame: a table of offsets, the JSON, then each buffer."""
+    parts = [json_part, *buffers]
     offsets = [4 * (len(parts) + 1)]
     for part in parts[:-1]:
         offsets.append(offsets[-1] + len(part))
