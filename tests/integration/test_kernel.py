@@ -116,6 +116,43 @@ async def test_top_level_await_and_magics(client: KernelClient) -> None:
     assert "loop" in out.text()
 
 
+async def test_post_run_cell_fires_for_plain_and_awaiting_cells(client: KernelClient) -> None:
+    """Extensions (matplotlib's inline backend) hook post_execute and post_run_cell."""
+    setup = (
+        "ran = []\n"
+        "get_ipython().events.register('post_execute', lambda: ran.append('exec'))\n"
+        "get_ipython().events.register('post_run_cell', lambda r: ran.append(r.info.raw_cell))"
+    )
+    await run(client, setup)
+    await run(client, "1 + 1")
+    await run(client, "import asyncio; await asyncio.sleep(0)")
+    reply, out = await run(client, "print(ran[-4:])")
+    assert reply.content["status"] == "ok"
+    assert (
+        out.text()
+        == str(["exec", "1 + 1", "exec", "import asyncio; await asyncio.sleep(0)"]) + "\n"
+    )
+
+
+async def test_input_history_reaches_sqlite_after_a_quiet_second(client: KernelClient) -> None:
+    marker = f"history_marker_{uuid.uuid4().hex} = 1"
+    await run(client, marker)
+    query = (
+        "import sqlite3\n"
+        "db = sqlite3.connect(str(get_ipython().history_manager.hist_file))\n"
+        f"print(db.execute('select count(*) from history where source = ?', ({marker!r},))"
+        ".fetchone()[0])\n"
+        "db.close()"
+    )
+    _, out = await run(client, query, store_history=False)
+    assert out.text() == "0\n"  # cached, not written after every cell
+    await anyio.sleep(1.5)
+    _, out = await run(client, query, store_history=False)
+    assert out.text() == "1\n"
+    reply = await client.history(hist_access_type="search", pattern="history_marker_*", timeout=30)
+    assert [entry[2] for entry in reply.content["history"]] == [marker]
+
+
 async def test_displays_updates_and_clear_output(client: KernelClient) -> None:
     code = (
         "from IPython.display import display, update_display, clear_output\n"

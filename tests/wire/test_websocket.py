@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelyard.errors import MalformedMessage
-from kernelyard.wire import Channel, Message, MessageFactory, pack_v1, unpack_v1
-from kernelyard.wire import message_parts
+from kernelyard.wire import Channel, Message, MessageFactory, message_parts, pack_v1, unpack_v1
 from kernelyard.wire.websocket import from_legacy, from_v1, legacy_from_parts, to_legacy, to_v1
 
 from ..strategies import FIXED_NOW, messages

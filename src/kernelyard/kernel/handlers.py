@@ -10,7 +10,9 @@ still importing wait for it instead of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 from typing import Any
 
 from kernelyard.kernel.session import Request
@@ -78,37 +80,82 @@ async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
 async def _run_cell(
     worker: ShellWorker, shell: Any, code: str, *, store_history: bool, silent: bool
 ) -> Any:
-    """IPython's run_cell, awaited on this loop when the cell uses top-level await."""
+    """Run a cell as IPython's ``run_cell`` does, transforming it once, not twice.
+
+    A cell without top-level await is driven to the end right here; one with
+    it runs as a task on this worker's loop (so an interrupt can cancel it).
+    ``post_execute`` and ``post_run_cell`` fire for both, as in ipykernel.
+    """
     try:
         transformed: str | None = shell.transform_cell(code)
         preprocessing_exc = None
     except Exception:
-        import sys
-
         transformed, preprocessing_exc = code, sys.exc_info()
-    if shell.should_run_async(
-        code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
-    ):
-        task = asyncio.ensure_future(
-            shell.run_cell_async(
-                code,
-                store_history=store_history,
-                silent=silent,
-                transformed_cell=transformed,
-                preprocessing_exc_tuple=preprocessing_exc,
-            )
-        )
-        worker.current_execute = task
-        try:
-            return await task
-        except asyncio.CancelledError:
-            if task.cancelled() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                shell.showtraceback((KeyboardInterrupt, KeyboardInterrupt(), None))
-                return None
-            raise
-        finally:
-            worker.current_execute = None
-    return shell.run_cell(code, store_history=store_history, silent=silent)
+    coro = shell.run_cell_async(
+        code,
+        store_history=store_history,
+        silent=silent,
+        transformed_cell=transformed,
+        preprocessing_exc_tuple=preprocessing_exc,
+    )
+    result = None
+    try:
+        with _tee(shell, worker):
+            if shell.should_run_async(
+                code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
+            ):
+                result = await _run_as_task(worker, shell, coro)
+            else:
+                try:
+                    result = _run_inline(coro)
+                except (Exception, KeyboardInterrupt):  # outside the user's code: as run_cell
+                    shell.showtraceback(running_compiled_code=True)
+    finally:
+        shell.events.trigger("post_execute")
+        if not silent:
+            shell.events.trigger("post_run_cell", result)
+    if store_history:
+        shell.history_writer.cell_done()
+    return result
+
+
+def _tee(shell: Any, worker: ShellWorker) -> contextlib.AbstractContextManager[Any]:
+    """IPython 9 keeps each cell's stdout and stderr in its history; older ones do not.
+
+    Main shell only: the tee patches ``sys.stdout.write`` for the cell's duration,
+    and cells of subshells running at the same time would undo each other's patch.
+    """
+    tee = getattr(shell, "_tee", None)
+    if tee is None or worker.subshell_id is not None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(tee(channel="stdout"))
+    stack.enter_context(tee(channel="stderr"))
+    return stack
+
+
+def _run_inline(coro: Any) -> Any:
+    """Drive a coroutine that never awaits anything pending to its end (no event loop)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a cell without top-level await awaited something")
+
+
+async def _run_as_task(worker: ShellWorker, shell: Any, coro: Any) -> Any:
+    task = asyncio.ensure_future(coro)
+    worker.current_execute = task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            shell.showtraceback((KeyboardInterrupt, KeyboardInterrupt(), None))
+            return None
+        raise
+    finally:
+        worker.current_execute = None
 
 
 async def complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
