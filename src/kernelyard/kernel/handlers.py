@@ -10,7 +10,6 @@ still importing wait for it instead of failing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from typing import Any
@@ -98,18 +97,20 @@ async def _run_cell(
         transformed_cell=transformed,
         preprocessing_exc_tuple=preprocessing_exc,
     )
+    # Unlike IPython 9's run_cell, output is not teed into history_manager.outputs:
+    # the tee doubles the cost of every write (100,000 prints: 0.28 -> 0.57 s) and
+    # keeps all of a cell's output in memory for the kernel's lifetime.
     result = None
     try:
-        with _tee(shell, worker):
-            if shell.should_run_async(
-                code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
-            ):
-                result = await _run_as_task(worker, shell, coro)
-            else:
-                try:
-                    result = _run_inline(coro)
-                except (Exception, KeyboardInterrupt):  # outside the user's code: as run_cell
-                    shell.showtraceback(running_compiled_code=True)
+        if shell.should_run_async(
+            code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
+        ):
+            result = await _run_as_task(worker, shell, coro)
+        else:
+            try:
+                result = _run_inline(coro)
+            except (Exception, KeyboardInterrupt):  # outside the user's code: as run_cell
+                shell.showtraceback(running_compiled_code=True)
     finally:
         shell.events.trigger("post_execute")
         if not silent:
@@ -117,21 +118,6 @@ async def _run_cell(
     if store_history:
         shell.history_writer.cell_done()
     return result
-
-
-def _tee(shell: Any, worker: ShellWorker) -> contextlib.AbstractContextManager[Any]:
-    """IPython 9 keeps each cell's stdout and stderr in its history; older ones do not.
-
-    Main shell only: the tee patches ``sys.stdout.write`` for the cell's duration,
-    and cells of subshells running at the same time would undo each other's patch.
-    """
-    tee = getattr(shell, "_tee", None)
-    if tee is None or worker.subshell_id is not None:
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(tee(channel="stdout"))
-    stack.enter_context(tee(channel="stderr"))
-    return stack
 
 
 def _run_inline(coro: Any) -> Any:
