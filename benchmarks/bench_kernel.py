@@ -29,6 +29,8 @@ from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kerne
 from kernelyard.manager import KernelManager
 from kernelyard.wire import Message
 
+from .harness import min_med_max
+
 KERNELS = {
     "kernelyard": None,  # installed by install_kernelspec
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -161,7 +163,7 @@ def report(results: list[Metric]) -> str:
         for name in names:
             values = [v * scale for v in metric.values.get(name, [])]
             medians[name] = statistics.median(values)
-            cells.append("/".join(f"{v:.3g}" for v in (min(values), medians[name], max(values))))
+            cells.append(min_med_max(values))
         ours = medians["kernelyard"]
         note = "; ".join(metric.notes) or (
             "every line arrived, in order, for all three" if metric.unit == "s" else ""

@@ -59,6 +59,8 @@ from kernelyard.wire import (
     to_v1,
 )
 
+from .harness import min_med_max
+
 SERVERS = ("kernelyard", "jupyter_server", "kernel_gateway")
 KERNELS = {"kernelyard": "kernelyard", "ipykernel": "python3"}  # label -> kernelspec name
 TOKEN = uuid.uuid4().hex
@@ -350,6 +352,7 @@ async def _load(running: Running, kernel_ids: list[str], label: str, metric: Met
 
     async def client(kernel_id: str, ready: asyncio.Event) -> None:
         async with _socket(running, kernel_id, v1=False) as ks:
+            connected.release()
             await ready.wait()
             for _ in range(LOAD_EXECUTES):
                 reply = await ks.execute("pass")
@@ -358,11 +361,13 @@ async def _load(running: Running, kernel_ids: list[str], label: str, metric: Met
             finished.append(time.perf_counter())  # before the closing handshake
 
     ready = asyncio.Event()
+    connected = asyncio.Semaphore(0)
     tasks = [
         asyncio.create_task(client(kernel_ids[i % len(kernel_ids)], ready))
         for i in range(LOAD_CLIENTS)
     ]
-    await asyncio.sleep(0.5)  # every socket connected before the clock starts
+    for _ in range(LOAD_CLIENTS):  # every socket connected before the clock starts
+        await connected.acquire()
     started = time.perf_counter()
     ready.set()
     await asyncio.gather(*tasks)
@@ -450,11 +455,6 @@ async def run(rounds: int = 2) -> list[Metric]:
     return list(metrics.values())
 
 
-def _cell(values: list[float], scale: float) -> str:
-    scaled = [v * scale for v in values]
-    return "/".join(f"{v:.3g}" for v in (min(scaled), statistics.median(scaled), max(scaled)))
-
-
 def _better(medians: dict[str, float], other: str, higher_is_better: bool) -> str:
     """How many times better ours is than ``other``; '-' while either is unmeasured."""
     ours, theirs = medians["kernelyard"], medians[other]
@@ -478,7 +478,7 @@ def report(results: list[Metric]) -> str:
             for server in SERVERS:
                 values = metric.values.get((server, label), [])
                 medians[server] = statistics.median(values) if values else float("nan")
-                cells.append(_cell(values, scale) if values else "-")
+                cells.append(min_med_max(values, scale) if values else "-")
 
             notes = "; ".join(
                 f"{server}: {text}"

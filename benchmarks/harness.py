@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "compare", "report"]
+__all__ = ["Comparison", "compare", "min_med_max", "report"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ def compare(
         if gc_was_enabled:
             gc.enable()
     return Comparison(name, mine, other, reference)
+
+
+def min_med_max(values: list[float], scale: float = 1.0) -> str:
+    """``values`` times ``scale`` as "min/median/max", three significant digits each."""
+    scaled = [v * scale for v in values]
+    return "/".join(f"{v:.3g}" for v in (min(scaled), statistics.median(scaled), max(scaled)))
 
 
 def _us(values: list[float]) -> str:
