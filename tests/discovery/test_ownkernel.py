@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kernelyard.discovery import KernelSpecProvider, install_kernelspec, kernelyard_spec
+from kernelyard.discovery.ownkernel import PRELOAD
 from kernelyard.errors import KernelSpecError
 
 
@@ -18,7 +19,7 @@ def test_install_writes_the_spec_and_the_logos(tmp_path: Path) -> None:
     data = json.loads((target / "kernel.json").read_text())
     assert data["argv"] == [sys.executable, "-m", "kernelyard.kernel", "-f", "{connection_file}"]
     assert data["interrupt_mode"] == "message"
-    assert data["metadata"]["kernelyard"] == {"handshake": True}
+    assert data["metadata"]["kernelyard"] == {"handshake": True, "preload": list(PRELOAD)}
     assert sorted(p.name for p in target.iterdir()) == [
         "kernel.json",
         "logo-32x32.png",

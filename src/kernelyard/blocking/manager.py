@@ -157,6 +157,10 @@ class BlockingMultiKernelManager:
             )
         )
 
+    def warm_up(self, type_id: str | None = None) -> None:
+        """Start the fork server of ``type_id`` now (see MultiKernelManager.warm_up)."""
+        return call(partial(self.async_manager.warm_up, type_id))
+
     def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
         return call(partial(self.async_manager.shutdown_kernel, kernel_id, now=now))
 

@@ -19,7 +19,13 @@ from kernelyard.discovery.kernelspec import KernelSpec
 from kernelyard.discovery.paths import jupyter_runtime_dir
 from kernelyard.discovery.providers import KernelProvider, KernelSpecProvider, PythonEnvProvider
 from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
-from kernelyard.provisioning import KernelProcess, StderrSink, forward_to_stderr, launch
+from kernelyard.provisioning import (
+    ForkServers,
+    KernelProcess,
+    StderrSink,
+    forward_to_stderr,
+    launch,
+)
 from kernelyard.wire.connection import ConnectionInfo, Transport
 
 __all__ = ["ENTRY_POINT_GROUP", "KernelFinder", "load_entry_point_providers"]
@@ -155,6 +161,7 @@ class KernelFinder:
         ip: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         stderr: StderrSink | None = forward_to_stderr,
+        forks: ForkServers | None = None,
     ) -> tuple[ConnectionInfo, KernelProcess]:
         """Start a kernel of ``type_id``; returns its connection info and process handle.
 
@@ -163,6 +170,7 @@ class KernelFinder:
         but may not answer yet; holding its ports ends with
         ``process.release_ports()`` once it does (KernelManager does all this).
         Passing ``connection_info`` relaunches with it (an in-place restart).
+        With ``forks``, a kernelspec that preloads is forked from its fork server.
         """
         spec = self.get_spec(type_id)
         process = await launch(
@@ -176,5 +184,6 @@ class KernelFinder:
             launch_params=launch_params,
             env=env,
             stderr=stderr,
+            forks=forks,
         )
         return process.connection_info, process

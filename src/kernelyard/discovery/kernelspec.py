@@ -68,6 +68,7 @@ class KernelSpec:
             resource_dir=self.resource_dir,
             kernel_name=self.name,
             handshake=self.supports_handshake,
+            preload=self.preload,
         )
 
     @property
@@ -79,6 +80,18 @@ class KernelSpec:
         """
         ours = self.metadata.get("kernelyard")
         return isinstance(ours, Mapping) and ours.get("handshake") is True
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        """Modules to import once in a fork server (``metadata.kernelyard.preload``).
+
+        A spec that lists them, and runs ``PYTHON -m MODULE ...``, is forked
+        from a process that imported them (when the launch is given fork
+        servers) instead of being spawned and importing them each time.
+        """
+        ours = self.metadata.get("kernelyard")
+        names = ours.get("preload") if isinstance(ours, Mapping) else None
+        return tuple(names) if isinstance(names, list) else ()
 
     def to_dict(self) -> dict[str, Any]:
         """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""
@@ -122,6 +135,13 @@ class KernelSpec:
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise fail("metadata must be a JSON object")
+        ours = metadata.get("kernelyard", {})
+        preload = ours.get("preload", []) if isinstance(ours, dict) else []
+        if not isinstance(preload, list) or not all(
+            isinstance(m, str) and all(part.isidentifier() for part in m.split("."))
+            for m in preload
+        ):
+            raise fail("metadata.kernelyard.preload must be a list of module names")
         return cls(
             name=normalize_kernel_name(name),
             argv=tuple(argv),

@@ -5,7 +5,9 @@ nothing). It runs ``python -m kernelyard.kernel`` with the interpreter that
 installs or offers it, and recommends ``interrupt_mode: message``: the kernel
 answers ``interrupt_request`` on its control thread, which works where signals
 do not reach (Windows, containers, remote provisioners). It advertises the
-registration handshake (JEP 66) through ``metadata.kernelyard.handshake``.
+registration handshake (JEP 66) through ``metadata.kernelyard.handshake``,
+and lists in ``metadata.kernelyard.preload`` what a fork server imports once
+so that kernels are forked from it instead of importing IPython each time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from kernelyard.discovery.kernelspec import KernelSpec, check_kernel_name, norma
 __all__ = ["KERNEL_NAME", "RESOURCE_DIR", "install_kernelspec", "kernelyard_spec"]
 
 KERNEL_NAME = "kernelyard"
+#: What the kernel imports before it answers, and IPython (its warm-up thread's import).
+PRELOAD = ("kernelyard.kernel.app", "kernelyard.kernel.comms", "kernelyard.kernel.shell")
 #: Logos shipped with the package (logo-32x32.png, logo-64x64.png, logo-svg.svg).
 RESOURCE_DIR = Path(__file__).parent / "resources" / "kernelyard"
 
@@ -39,7 +43,7 @@ def kernelyard_spec(
         display_name=display_name or f"Python {sys.version_info.major} (kernelyard)",
         language="python",
         interrupt_mode="message",
-        metadata={"kernelyard": {"handshake": True}, "debugger": False},
+        metadata={"kernelyard": {"handshake": True, "preload": list(PRELOAD)}, "debugger": False},
         kernel_protocol_version="5.5",
         resource_dir=resource_dir,
     )

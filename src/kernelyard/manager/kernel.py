@@ -40,7 +40,7 @@ from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchError, ReplyTimeout
 from kernelyard.manager.state import KernelState, Lifecycle
-from kernelyard.provisioning import KernelProcess, StderrSink, forward_to_stderr
+from kernelyard.provisioning import ForkServers, KernelProcess, StderrSink, forward_to_stderr
 from kernelyard.wire import Channel, ConnectionInfo
 from kernelyard.wire.connection import PORT_FIELDS, Transport
 
@@ -70,6 +70,7 @@ class KernelManager:
         shutdown_timeout: float = 3.0,
         exit_grace: float = 0.0,
         kill_grace: float = 1.0,
+        forks: ForkServers | None = None,
     ) -> None:
         self.type_id = type_id
         self.finder = finder or KernelFinder.default()
@@ -84,6 +85,7 @@ class KernelManager:
         self.shutdown_timeout = shutdown_timeout
         self.exit_grace = exit_grace
         self.kill_grace = kill_grace
+        self.forks = forks
         self.connection_info: ConnectionInfo | None = None
         self.process: KernelProcess | None = None
         self._lifecycle = Lifecycle(self.kernel_id, self._state_changed)
@@ -225,6 +227,7 @@ class KernelManager:
             ip=self.ip,
             env=self.env,
             stderr=self.stderr,
+            forks=self.forks,
         )
         self.connection_info, self.process = info, process
         self.death = None

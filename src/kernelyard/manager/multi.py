@@ -5,6 +5,10 @@ start never delays another (no global lock, and ports cannot collide; see
 :mod:`kernelyard.provisioning.ports`). ``shutdown_all`` stops kernels in
 parallel. It implements :class:`~kernelyard.backend.KernelBackend`.
 
+Kernelspecs that preload (``metadata.kernelyard.preload``, as ours does) are
+forked from a fork server the manager owns (``fork=False`` spawns every
+kernel); :meth:`warm_up` starts that server before the first kernel.
+
 Use it as an async context manager; the restarters live in its task group::
 
     async with MultiKernelManager() as kernels:
@@ -29,6 +33,7 @@ from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuc
 from kernelyard.manager.channels import ManagedChannels
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.manager.restarter import KernelRestarter, RestartEvent
+from kernelyard.provisioning import ForkServers
 
 __all__ = ["MultiKernelManager"]
 
@@ -49,6 +54,7 @@ class MultiKernelManager:
         on_restarted: RestartCallback | None = None,
         on_failed: RestartCallback | None = None,
         manager_options: Mapping[str, Any] | None = None,
+        fork: bool = True,
     ) -> None:
         self.finder = finder or KernelFinder.default()
         self.default_type_id = default_type_id
@@ -59,6 +65,8 @@ class MultiKernelManager:
         self._kernels: dict[str, KernelManager] = {}
         self._supervised: set[str] = set()  # kernels a restarter still watches
         self._tasks: TaskGroup | None = None
+        self._fork = fork
+        self._forks: ForkServers | None = None
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -67,6 +75,7 @@ class MultiKernelManager:
             raise InvalidState("the MultiKernelManager is already open")
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
+        self._forks = ForkServers() if self._fork else None
         return self
 
     async def __aexit__(
@@ -79,6 +88,8 @@ class MultiKernelManager:
         try:
             with anyio.CancelScope(shield=True):
                 await self.shutdown_all()
+                if self._forks is not None:
+                    await self._forks.aclose()
         finally:
             if tasks is not None:
                 tasks.cancel_scope.cancel()
@@ -137,6 +148,7 @@ class MultiKernelManager:
             cwd=cwd,
             launch_params=launch_params,
             env=env,
+            forks=self._forks,
             **self.manager_options,
         )
         self._kernels[kernel_id] = manager  # claimed before the await: no duplicate ids
@@ -156,6 +168,19 @@ class MultiKernelManager:
             self._supervised.add(kernel_id)
             self._tasks.start_soon(self._supervise, restarter, name=f"restarter {kernel_id}")
         return kernel_id
+
+    async def warm_up(self, type_id: str | None = None) -> None:
+        """Start the fork server of ``type_id`` (the default type when None) now, so that
+        even the first kernel of that type is forked. Does nothing for a type that does
+        not preload, or with ``fork=False``; an unknown type raises NoSuchKernelSpec.
+        """
+        if self._forks is None:
+            return
+        type_id = type_id or self.default_type_id or self.finder.default_type_id()
+        if type_id is None:
+            return
+        spec = self.finder.get_spec(type_id).launch_spec()
+        await self._forks.prepare(spec, env=self.manager_options.get("env"))
 
     async def _supervise(self, restarter: KernelRestarter) -> None:
         try:

@@ -4,6 +4,7 @@ Provisioning knows processes and files, not messages.
 """
 
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
+from kernelyard.provisioning.forkserver import ForkServers
 from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.local import connection_file_path, launch, new_connection_info
 from kernelyard.provisioning.ports import PortReservation
@@ -12,6 +13,7 @@ from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_
 
 __all__ = [
     "OWNER_FIELD",
+    "ForkServers",
     "KernelProcess",
     "LaunchSpec",
     "PortReservation",

@@ -33,6 +33,9 @@ class LaunchSpec:
     kernel_name: str = ""
     #: The kernel binds its own ports and registers them (JEP 66 handshake).
     handshake: bool = False
+    #: Modules a fork server imports once, so that the kernel can be forked from
+    #: it instead of spawned (see :mod:`kernelyard.provisioning.forkserver`).
+    preload: tuple[str, ...] = ()
 
 
 def format_argv(

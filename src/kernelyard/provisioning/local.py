@@ -24,9 +24,16 @@ import anyio
 
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.connection_file import write_connection_file
+from kernelyard.provisioning.forkserver import ForkServers
 from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.ports import PortReservation
-from kernelyard.provisioning.process import KernelProcess, StderrSink, _Protocol, forward_to_stderr
+from kernelyard.provisioning.process import (
+    KernelProcess,
+    ProcessEvents,
+    ProcessHandle,
+    StderrSink,
+    forward_to_stderr,
+)
 from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
 from kernelyard.transport.registration import RegistrationSocket
 from kernelyard.wire.channel import Channel
@@ -124,6 +131,7 @@ async def launch(
     env: Mapping[str, str] | None = None,
     stderr: StderrSink | None = forward_to_stderr,
     handshake_timeout: float = 60.0,
+    forks: ForkServers | None = None,
 ) -> KernelProcess:
     """Start the kernel ``spec`` describes; returns once the process exists.
 
@@ -131,8 +139,10 @@ async def launch(
     ports). A fresh tcp launch of a spec with ``handshake`` returns once the
     kernel registered the ports it bound (JEP 66); a kernel that exits or
     stays silent for ``handshake_timeout`` seconds first is a LaunchError.
-    ``env`` is the base environment (default: ours). Failing to start the
-    program raises LaunchError; readiness is the caller's to wait for.
+    ``env`` is the base environment (default: ours). With ``forks``, a spec
+    that preloads is forked from its fork server when that is ready. Failing
+    to start the program raises LaunchError; readiness is the caller's to
+    wait for.
     """
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sweep_stale_connection_files(runtime_dir)
@@ -160,25 +170,17 @@ async def launch(
             resource_dir=spec.resource_dir,
             launch_params=launch_params,
         )
-        loop = asyncio.get_running_loop()
-        protocol = _Protocol(stderr)
-        try:
-            transport_, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *argv,
-                stdin=subprocess.DEVNULL,
-                stdout=None,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=kernel_env(
-                    env if env is not None else os.environ, spec.env, parent_pid=os.getpid()
-                ),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise LaunchError(
-                f"cannot start kernel {argv[0]!r}: {exc.strerror or exc}", argv=argv
-            ) from exc
+        protocol = ProcessEvents(stderr)
+        handle = await _start_process(
+            spec,
+            argv,
+            env=kernel_env(
+                env if env is not None else os.environ, spec.env, parent_pid=os.getpid()
+            ),
+            cwd=cwd,
+            protocol=protocol,
+            forks=forks,
+        )
     except BaseException:
         if reservation is not None:
             reservation.release()
@@ -188,7 +190,7 @@ async def launch(
             connection_file.unlink(missing_ok=True)
         raise
     process = KernelProcess(
-        transport=transport_,
+        transport=handle,
         protocol=protocol,
         argv=argv,
         launch_spec=spec,
@@ -199,6 +201,40 @@ async def launch(
     if registration is not None:
         await _complete_handshake(process, registration, timeout=handshake_timeout)
     return process
+
+
+async def _start_process(
+    spec: LaunchSpec,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str | os.PathLike[str] | None,
+    protocol: ProcessEvents,
+    forks: ForkServers | None,
+) -> ProcessHandle:
+    """Fork the kernel from its fork server if it can be, else spawn it."""
+    if forks is not None:
+        workdir = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        forked = await forks.spawn(spec, argv, env=env, cwd=workdir, events=protocol)
+        if forked is not None:
+            return forked
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.subprocess_exec(
+            lambda: protocol,
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=None,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot start kernel {argv[0]!r}: {exc.strerror or exc}", argv=argv
+        ) from exc
+    return transport
 
 
 async def _complete_handshake(

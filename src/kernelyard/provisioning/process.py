@@ -2,9 +2,9 @@
 
 The process runs in its own session, so its process group is its pid, and
 every signal goes to the whole group: a kernel's own children are interrupted
-and killed with it. asyncio's subprocess transport reaps the process the
-moment it exits, so there is never a zombie, and :meth:`wait` wakes on that
-event, not by polling.
+and killed with it. asyncio's subprocess transport (or, for a kernel forked by
+a fork server, that server) reaps the process the moment it exits, so there
+is never a zombie, and :meth:`wait` wakes on that event, not by polling.
 
 The kernel's stderr is forwarded as it arrives (to our stderr by default) and
 the last few KiB are kept, so a kernel that dies while starting can be
@@ -23,6 +23,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
@@ -30,7 +31,7 @@ from kernelyard.provisioning.launch import LaunchSpec
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["KernelProcess", "StderrSink", "forward_to_stderr"]
+__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle", "StderrSink", "forward_to_stderr"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,19 @@ def forward_to_stderr(data: bytes) -> None:
         os.write(2, data)
 
 
-class _Protocol(asyncio.SubprocessProtocol):
+class ProcessHandle(Protocol):
+    """What a kernel process is driven through: asyncio's subprocess transport, or a
+    :class:`~kernelyard.provisioning.forkserver.ForkedProcess` that looks like one.
+    """
+
+    def get_pid(self) -> int: ...
+
+    def get_returncode(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class ProcessEvents(asyncio.SubprocessProtocol):
     """Receives the kernel's stderr and its exit, as loop callbacks (no task needed)."""
 
     def __init__(self, sink: StderrSink | None) -> None:
@@ -79,8 +92,8 @@ class KernelProcess:
     def __init__(
         self,
         *,
-        transport: asyncio.SubprocessTransport,
-        protocol: _Protocol,
+        transport: ProcessHandle,
+        protocol: ProcessEvents,
         argv: list[str],
         launch_spec: LaunchSpec,
         connection_info: ConnectionInfo,
@@ -95,6 +108,11 @@ class KernelProcess:
         self.connection_info = connection_info
         self.connection_file = connection_file
         self._reservation = reservation
+
+    @property
+    def forked(self) -> bool:
+        """True when a fork server forked the kernel (it is then the server's child, not ours)."""
+        return not isinstance(self._transport, asyncio.SubprocessTransport)
 
     @property
     def returncode(self) -> int | None:

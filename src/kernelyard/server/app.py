@@ -41,12 +41,20 @@ log = logging.getLogger(__name__)
 BackendFactory = Callable[[ServerSettings], AbstractAsyncContextManager[KernelBackend]]
 
 
-def local_backend(settings: ServerSettings) -> AbstractAsyncContextManager[KernelBackend]:
-    """Kernels on this machine: a MultiKernelManager with automatic restarts."""
-    return MultiKernelManager(
+@asynccontextmanager
+async def local_backend(settings: ServerSettings) -> AsyncIterator[KernelBackend]:
+    """Kernels on this machine: a MultiKernelManager with automatic restarts, its fork
+    server for the default kernel started at once (so the first start is fast too).
+    """
+    async with MultiKernelManager(
         default_type_id=settings.default_kernel,
         manager_options={"startup_timeout": settings.kernel_info_timeout},
-    )
+    ) as kernels:
+        try:
+            await kernels.warm_up()
+        except KernelyardError as exc:  # the kernel type is reported when it is started
+            log.warning("cannot prepare the default kernel %r: %s", settings.default_kernel, exc)
+        yield kernels
 
 
 async def kernel_channels(websocket: WebSocket) -> None:

@@ -1,0 +1,285 @@
+"""Fork servers on real processes: forked kernels look spawned, faults fall back to spawning."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kernelyard.discovery import KernelFinder, KernelSpecProvider
+from kernelyard.discovery.ownkernel import PRELOAD
+from kernelyard.errors import LaunchError
+from kernelyard.manager import KernelManager, KernelRestarter, MultiKernelManager
+from kernelyard.provisioning import ForkServers
+from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE
+
+from ..helpers import make_spec_dir, wait_for_output
+from .conftest import KERNELYARD
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+FORKED = {"kernelyard": {"handshake": True, "preload": list(PRELOAD)}}
+
+
+@pytest.fixture
+def fork_finder(tmp_path: Path, kernels_dir: Path, runtime_dir: Path) -> KernelFinder:
+    """The integration kernels plus ``forked`` (our kernel, preloading) and broken preloads."""
+    ipython_env = {"IPYTHONDIR": str(tmp_path / "ipython"), "KY_SPEC": "from-spec"}
+    make_spec_dir(kernels_dir, "forked", argv=KERNELYARD, env=ipython_env, metadata=FORKED)
+    make_spec_dir(
+        kernels_dir,
+        "forked-signal",
+        argv=KERNELYARD,
+        env=ipython_env,
+        metadata=FORKED,
+        interrupt_mode="signal",
+    )
+    missing = {"kernelyard": {"handshake": True, "preload": ["no_such_module_here"]}}
+    make_spec_dir(kernels_dir, "bad-preload", argv=KERNELYARD, env=ipython_env, metadata=missing)
+    threads = tmp_path / "threads"
+    threads.mkdir()
+    (threads / "starts_a_thread.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    threaded = {"kernelyard": {"handshake": True, "preload": ["starts_a_thread"]}}
+    make_spec_dir(
+        kernels_dir,
+        "threaded-preload",
+        argv=KERNELYARD,
+        env={**ipython_env, "PYTHONPATH": str(threads)},
+        metadata=threaded,
+    )
+    return KernelFinder([KernelSpecProvider([kernels_dir])], runtime_dir=runtime_dir)
+
+
+@pytest.fixture
+async def forks() -> AsyncIterator[ForkServers]:
+    async with ForkServers() as servers:
+        yield servers
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+async def _ready(forks: ForkServers, finder: KernelFinder, type_id: str) -> None:
+    """Start the zygote of ``type_id`` and wait until it has preloaded."""
+    spec = finder.get_spec(type_id).launch_spec()
+    await forks.prepare(spec)
+    with anyio.fail_after(30):
+        while not await _usable(forks, finder, type_id):
+            await anyio.sleep(0.02)
+
+
+async def _usable(forks: ForkServers, finder: KernelFinder, type_id: str) -> bool:
+    km = KernelManager(type_id, finder=finder, stderr=None, forks=forks)
+    async with km:
+        assert km.process is not None
+        return km.process.forked
+
+
+async def test_a_forked_kernel_is_what_a_spawned_one_would_be(
+    fork_finder: KernelFinder, forks: ForkServers, tmp_path: Path
+) -> None:
+    await _ready(forks, fork_finder, "forked")
+    work = tmp_path / "work"
+    work.mkdir()
+    errors: list[bytes] = []
+    km = KernelManager(
+        "forked",
+        finder=fork_finder,
+        forks=forks,
+        cwd=work,
+        env={**os.environ, "KY_LAUNCH": "per-launch"},
+        stderr=errors.append,
+    )
+    async with km, km.client() as client:
+        assert km.process is not None
+        assert km.process.forked
+        assert _parent(km.process.pid) != os.getpid()  # the zygote's child
+        assert os.getpgid(km.process.pid) == km.process.pid  # its own session
+        await client.wait_for_ready(timeout=30)
+        code = (
+            "import os, sys\n"
+            "print(os.getcwd(), os.environ['KY_SPEC'], os.environ['KY_LAUNCH'],"
+            " os.environ['JPY_PARENT_PID'], sys.argv[0].endswith('__main__.py'), sys.argv[1],"
+            " sys.path[0], __name__, sys.stdin.read())\n"
+            "sys.__stderr__.write('to the real stderr\\n'); sys.__stderr__.flush()"
+        )
+        out: list[str] = []
+        reply = await client.execute_interactive(
+            code,
+            output_hook=lambda m: out.append(m.content.get("text", "")),
+            timeout=30,
+        )
+        assert reply.content["status"] == "ok"
+        assert "".join(out).split() == [
+            str(work),
+            "from-spec",
+            "per-launch",
+            str(os.getpid()),
+            "True",
+            "-f",
+            str(work),
+            "__main__",
+        ]
+        pid = km.process.pid
+    assert km.process.returncode in (0, -signal.SIGTERM)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped by the zygote: gone, not a zombie
+    with anyio.fail_after(5):
+        while b"to the real stderr" not in b"".join(errors):
+            await anyio.sleep(0.02)
+
+
+async def test_kill_nine_is_reported_and_the_restarter_forks_it_again(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    await _ready(forks, fork_finder, "forked")
+    km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+    restarted = anyio.Event()
+    async with km, anyio.create_task_group() as tg:
+        restarter = KernelRestarter(km, on_restarted=lambda event: restarted.set())
+        tg.start_soon(restarter.run)
+        assert km.process is not None
+        first = km.process
+        first.kill()
+        assert await first.wait() == -signal.SIGKILL
+        with anyio.fail_after(30):
+            await restarted.wait()
+        assert km.process is not first
+        assert km.process.forked
+        async with km.client() as client:
+            reply = await client.execute("x = 1", timeout=30)
+            assert reply.content["status"] == "ok"
+        tg.cancel_scope.cancel()
+
+
+async def test_interrupt_by_signal_reaches_a_forked_kernel(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    await _ready(forks, fork_finder, "forked-signal")
+    km = KernelManager("forked-signal", finder=fork_finder, forks=forks, stderr=None)
+    async with km, km.client() as client, client.iopub() as messages:
+        assert km.process is not None
+        assert km.process.forked
+        async with anyio.create_task_group() as tg:
+            replies = []
+
+            async def run() -> None:
+                code = "import time\nprint('started', flush=True)\ntime.sleep(30)"
+                replies.append(await client.execute(code, timeout=30))
+
+            tg.start_soon(run)
+            with anyio.fail_after(30):
+                await wait_for_output(messages, "started")
+            await km.interrupt()
+        assert replies[0].content["status"] == "error"
+        assert replies[0].content["ename"] == "KeyboardInterrupt"
+
+
+async def test_a_cwd_that_does_not_exist_is_a_launch_error(
+    fork_finder: KernelFinder, forks: ForkServers, tmp_path: Path, runtime_dir: Path
+) -> None:
+    await _ready(forks, fork_finder, "forked")
+    km = KernelManager("forked", finder=fork_finder, forks=forks, cwd=tmp_path / "missing")
+    with pytest.raises(LaunchError, match="No such file or directory"):
+        await km.start()
+
+
+@pytest.mark.parametrize(
+    ("type_id", "why"),
+    [("bad-preload", "cannot preload no_such_module_here"), ("threaded-preload", "thread")],
+)
+async def test_a_zygote_that_cannot_preload_is_not_used(
+    fork_finder: KernelFinder,
+    forks: ForkServers,
+    type_id: str,
+    why: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await forks.prepare(fork_finder.get_spec(type_id).launch_spec())
+    with anyio.fail_after(30):
+        while why not in caplog.text:
+            assert not await _usable(forks, fork_finder, type_id)  # spawned, and it works
+            await anyio.sleep(0.05)
+    assert not await _usable(forks, fork_finder, type_id)
+
+
+async def test_a_kernel_outlives_its_zygote_and_its_end_is_still_seen(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    await _ready(forks, fork_finder, "forked")
+    km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+    async with km, km.client() as client:
+        assert km.process is not None
+        zygote = _parent(km.process.pid)
+        os.kill(zygote, signal.SIGKILL)
+        reply = await client.execute("y = 2", timeout=30)  # the kernel does not care
+        assert reply.content["status"] == "ok"
+        # The next launch spawns while a new zygote preloads.
+        assert not await _usable(forks, fork_finder, "forked")
+        os.kill(km.process.pid, signal.SIGKILL)
+        with anyio.fail_after(10):
+            assert await km.process.wait() == UNKNOWN_EXIT_CODE
+    await _ready(forks, fork_finder, "forked")  # a new zygote took over
+
+
+async def test_closing_the_fork_servers_ends_the_zygotes_not_the_kernels(
+    fork_finder: KernelFinder,
+) -> None:
+    async with ForkServers() as forks:
+        await _ready(forks, fork_finder, "forked")
+        km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+        await km.start()
+        assert km.process is not None
+        zygote = _parent(km.process.pid)
+    with anyio.fail_after(5):
+        while Path(f"/proc/{zygote}").exists():
+            await anyio.sleep(0.02)
+    async with km.client() as client:
+        reply = await client.execute("z = 3", timeout=30)
+        assert reply.content["status"] == "ok"
+    await km.shutdown()
+    assert km.process.returncode in (0, -signal.SIGTERM, UNKNOWN_EXIT_CODE)
+
+
+async def test_multi_kernel_manager_forks_after_warm_up(fork_finder: KernelFinder) -> None:
+    async with MultiKernelManager(finder=fork_finder, default_type_id="forked") as kernels:
+        await kernels.warm_up()
+        await kernels.warm_up("python3")  # a type that does not preload: nothing to do
+        with anyio.fail_after(30):
+            while True:
+                kernel_id = await kernels.start_kernel()
+                process = kernels.get_kernel(kernel_id).process
+                assert process is not None
+                if process.forked:
+                    break
+                await kernels.shutdown_kernel(kernel_id)
+                await anyio.sleep(0.05)
+        ids: list[str] = []
+
+        async def start() -> None:
+            ids.append(await kernels.start_kernel())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(start)
+        pids = set()
+        for kid in ids:
+            process = kernels.get_kernel(kid).process
+            assert process is not None
+            assert process.forked
+            pids.add(process.pid)
+        assert len(pids) == 10
+    async with MultiKernelManager(finder=fork_finder, fork=False) as kernels:
+        await kernels.warm_up("forked")  # fork=False: nothing to prepare
+        kernel_id = await kernels.start_kernel("forked")
+        process = kernels.get_kernel(kernel_id).process
+        assert process is not None
+        assert not process.forked
