@@ -53,6 +53,10 @@ def test_to_dict_matches_jupyter_client(tmp_path: Path, make_spec: MakeSpec) -> 
         ({"env": ["A"]}, "env"),
         ({"interrupt_mode": "telepathy"}, "interrupt_mode"),
         ({"metadata": []}, "metadata"),
+        ({"metadata": {"kernelyard": {"preload": "IPython"}}}, "preload"),
+        ({"metadata": {"kernelyard": {"preload": ["IPython", 3]}}}, "preload"),
+        ({"metadata": {"kernelyard": {"preload": ["not a module"]}}}, "preload"),
+        ({"metadata": {"kernelyard": {"preload": ["os..path"]}}}, "preload"),
     ],
 )
 def test_invalid_fields_are_named(
@@ -61,6 +65,13 @@ def test_invalid_fields_are_named(
     with pytest.raises(KernelSpecError, match=error) as info:
         load_kernelspec(make_spec(tmp_path, "broken", **fields))
     assert info.value.name == "broken"
+
+
+def test_preload_goes_to_the_launch_spec(tmp_path: Path, make_spec: MakeSpec) -> None:
+    metadata = {"kernelyard": {"preload": ["IPython", "kernelyard.kernel.app"]}}
+    spec = load_kernelspec(make_spec(tmp_path, "k", metadata=metadata))
+    assert spec.launch_spec().preload == ("IPython", "kernelyard.kernel.app")
+    assert load_kernelspec(make_spec(tmp_path, "plain")).launch_spec().preload == ()
 
 
 @pytest.mark.parametrize(
