@@ -75,7 +75,8 @@ def _run(z: Zygote, request: dict[str, Any]) -> tuple[list[dict[str, Any]], byte
 def test_a_request_forks_a_module_as_main(zygote: Zygote, tmp_path: Path) -> None:
     (tmp_path / "hello_main.py").write_text(
         "import os, sys\n"
-        "print(__name__, sys.argv[1:], os.getcwd(), os.environ.get('X'), os.getsid(0) == os.getpid())\n"
+        "print(__name__, sys.argv[1:], os.getcwd(), os.environ.get('X'),\n"
+        "      os.getsid(0) == os.getpid())\n"
         "sys.exit(3)\n"
     )
     env = {"X": "42", "PATH": os.environ.get("PATH", "")}
