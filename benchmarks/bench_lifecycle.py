@@ -11,6 +11,9 @@ machine state. The kernel is the ``python3`` kernelspec (ipykernel) for both.
   and checked in order.
 * 20 concurrent starts: 20 kernels started at once until all are ready;
   failures (port clashes) are counted.
+* the same two starts with ours forked from a fork server that preloaded
+  ipykernel (``pyimport/ipykernel``, the same ipykernel with
+  ``metadata.kernelyard.preload``); jupyter_client spawns ``python3`` as above.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from typing import Any
 import anyio
 from jupyter_client.manager import AsyncKernelManager
 
+from kernelyard.discovery import KernelFinder
 from kernelyard.manager import KernelManager
+from kernelyard.provisioning import ForkServers
 from kernelyard.wire import Message
 
 KERNEL = "python3"
+FORKED_KERNEL = "pyimport/ipykernel"  # the same ipykernel, with a preload list
 FLOOD_LINES = 20_000
 ROUND_TRIPS = 500
 
@@ -57,9 +63,15 @@ class Series:
 
 
 class Ours:
+    def __init__(self, forks: ForkServers | None = None) -> None:
+        self.forks = forks
+
     async def start(self) -> None:
-        self.manager = KernelManager(KERNEL, stderr=None)
+        kernel = KERNEL if self.forks is None else FORKED_KERNEL
+        self.manager = KernelManager(kernel, stderr=None, forks=self.forks)
         await self.manager.start()
+        assert self.manager.process is not None
+        assert self.manager.process.forked is (self.forks is not None)
         self.client = self.manager.client()
         await self.client.__aenter__()
         await self.client.wait_for_ready()
@@ -111,11 +123,12 @@ async def _timed(step: Callable[[], Awaitable[None]]) -> float:
 # -- the benchmarks -------------------------------------------------------------------------
 
 
-async def start_and_shutdown(pairs: int) -> list[Series]:
-    start = Series("start-to-ready")
-    stop = Series("shutdown (idle kernel)")
+async def start_and_shutdown(pairs: int, forks: ForkServers | None = None) -> list[Series]:
+    suffix = ", ours forked" if forks is not None else ""
+    start = Series("start-to-ready" + suffix)
+    stop = Series("shutdown (idle kernel)" + suffix)
     for pair in range(pairs):
-        order = [(Ours(), start.ours, stop.ours), (Theirs(), start.theirs, stop.theirs)]
+        order = [(Ours(forks), start.ours, stop.ours), (Theirs(), start.theirs, stop.theirs)]
         for side, series_start, series_stop in order if pair % 2 == 0 else order[::-1]:
             series_start.append(await _timed(side.start))
             await anyio.sleep(0.2)  # let the kernel settle: measure shutdown, not startup tail
@@ -225,12 +238,16 @@ async def _start_all(make: Callable[[], Ours | Theirs], count: int) -> tuple[flo
     return elapsed, failures
 
 
-async def concurrent_starts(count: int, pairs: int = 2) -> Series:
-    series = Series(f"{count} concurrent starts, all ready")
+async def concurrent_starts(count: int, pairs: int = 2, forks: ForkServers | None = None) -> Series:
+    suffix = ", ours forked" if forks is not None else ""
+    series = Series(f"{count} concurrent starts, all ready{suffix}")
     failed = {"ours": 0, "theirs": 0}
     for pair in range(pairs):
         # Alternate who goes first: the first side of a pair warms the caches.
-        order = [("ours", Ours), ("theirs", Theirs)]
+        order: list[tuple[str, Callable[[], Ours | Theirs]]] = [
+            ("ours", lambda: Ours(forks)),
+            ("theirs", Theirs),
+        ]
         for name, make in order if pair % 2 == 0 else order[::-1]:
             elapsed, failures = await _start_all(make, count)
             (series.ours if name == "ours" else series.theirs).append(elapsed)
@@ -249,6 +266,11 @@ async def run(pairs: int = 5, flood_pairs: int = 6, concurrent: int = 20) -> lis
     p99.theirs += p99b.theirs
     results += [p50, p99, await flood(flood_pairs)]
     results.append(await concurrent_starts(concurrent))
+    async with ForkServers() as forks:
+        spec = KernelFinder.default().get_spec(FORKED_KERNEL).launch_spec()
+        if await forks.prepare(spec, wait=True):
+            results += (await start_and_shutdown(pairs, forks))[:1]
+            results.append(await concurrent_starts(concurrent, forks=forks))
     return results
 
 

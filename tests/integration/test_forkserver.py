@@ -69,11 +69,8 @@ def _parent(pid: int) -> int:
 
 async def _ready(forks: ForkServers, finder: KernelFinder, type_id: str) -> None:
     """Start the zygote of ``type_id`` and wait until it has preloaded."""
-    spec = finder.get_spec(type_id).launch_spec()
-    await forks.prepare(spec)
     with anyio.fail_after(30):
-        while not await _usable(forks, finder, type_id):
-            await anyio.sleep(0.02)
+        assert await forks.prepare(finder.get_spec(type_id).launch_spec(), wait=True)
 
 
 async def _usable(forks: ForkServers, finder: KernelFinder, type_id: str) -> bool:
@@ -203,12 +200,10 @@ async def test_a_zygote_that_cannot_preload_is_not_used(
     why: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await forks.prepare(fork_finder.get_spec(type_id).launch_spec())
     with anyio.fail_after(30):
-        while why not in caplog.text:
-            assert not await _usable(forks, fork_finder, type_id)  # spawned, and it works
-            await anyio.sleep(0.05)
-    assert not await _usable(forks, fork_finder, type_id)
+        assert not await forks.prepare(fork_finder.get_spec(type_id).launch_spec(), wait=True)
+    assert why in caplog.text
+    assert not await _usable(forks, fork_finder, type_id)  # spawned, and it works
 
 
 async def test_a_kernel_outlives_its_zygote_and_its_end_is_still_seen(
@@ -251,17 +246,8 @@ async def test_closing_the_fork_servers_ends_the_zygotes_not_the_kernels(
 
 async def test_multi_kernel_manager_forks_after_warm_up(fork_finder: KernelFinder) -> None:
     async with MultiKernelManager(finder=fork_finder, default_type_id="forked") as kernels:
-        await kernels.warm_up()
-        await kernels.warm_up("python3")  # a type that does not preload: nothing to do
-        with anyio.fail_after(30):
-            while True:
-                kernel_id = await kernels.start_kernel()
-                process = kernels.get_kernel(kernel_id).process
-                assert process is not None
-                if process.forked:
-                    break
-                await kernels.shutdown_kernel(kernel_id)
-                await anyio.sleep(0.05)
+        assert await kernels.warm_up(wait=True)
+        assert not await kernels.warm_up("python3")  # a type that does not preload
         ids: list[str] = []
 
         async def start() -> None:
@@ -278,7 +264,7 @@ async def test_multi_kernel_manager_forks_after_warm_up(fork_finder: KernelFinde
             pids.add(process.pid)
         assert len(pids) == 10
     async with MultiKernelManager(finder=fork_finder, fork=False) as kernels:
-        await kernels.warm_up("forked")  # fork=False: nothing to prepare
+        assert not await kernels.warm_up("forked", wait=True)  # fork=False
         kernel_id = await kernels.start_kernel("forked")
         process = kernels.get_kernel(kernel_id).process
         assert process is not None

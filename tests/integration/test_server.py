@@ -272,6 +272,26 @@ async def test_execute_in_both_framings(server: Server, kernel: str, v1: bool) -
         assert got.content["protocol_version"] == "5.5"
 
 
+async def test_the_default_kernel_is_forked_from_the_servers_fork_server(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    with anyio.fail_after(60):  # the server started its fork server at start-up
+        while True:
+            kernel_id = (await start_kernel(http))["id"]
+            async with kernel_socket(server, kernel_id) as ws:
+                _, outputs = await ws.execute("import os; print(os.getppid())")
+            await http.delete(f"api/kernels/{kernel_id}")
+            parent = int(stream_text(outputs))
+            if parent != server.process.pid:
+                break
+            await anyio.sleep(0.1)
+    cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[1].endswith(b"zygote.py")
+    assert Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(
+        server.process.pid
+    )
+
+
 async def test_binary_buffers_pass_both_framings(server: Server, kernel: str) -> None:
     code = """
 from comm import create_comm

@@ -157,9 +157,9 @@ class BlockingMultiKernelManager:
             )
         )
 
-    def warm_up(self, type_id: str | None = None) -> None:
+    def warm_up(self, type_id: str | None = None, *, wait: bool = False) -> bool:
         """Start the fork server of ``type_id`` now (see MultiKernelManager.warm_up)."""
-        return call(partial(self.async_manager.warm_up, type_id))
+        return call(partial(self.async_manager.warm_up, type_id, wait=wait))
 
     def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
         return call(partial(self.async_manager.shutdown_kernel, kernel_id, now=now))

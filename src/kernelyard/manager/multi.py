@@ -169,18 +169,20 @@ class MultiKernelManager:
             self._tasks.start_soon(self._supervise, restarter, name=f"restarter {kernel_id}")
         return kernel_id
 
-    async def warm_up(self, type_id: str | None = None) -> None:
+    async def warm_up(self, type_id: str | None = None, *, wait: bool = False) -> bool:
         """Start the fork server of ``type_id`` (the default type when None) now, so that
-        even the first kernel of that type is forked. Does nothing for a type that does
-        not preload, or with ``fork=False``; an unknown type raises NoSuchKernelSpec.
+        even the first kernel of that type is forked; with ``wait``, return once it has
+        preloaded. Returns whether kernels of that type are forked now: False for a type
+        that does not preload, or with ``fork=False``. An unknown type raises
+        NoSuchKernelSpec.
         """
         if self._forks is None:
-            return
+            return False
         type_id = type_id or self.default_type_id or self.finder.default_type_id()
         if type_id is None:
-            return
+            return False
         spec = self.finder.get_spec(type_id).launch_spec()
-        await self._forks.prepare(spec, env=self.manager_options.get("env"))
+        return await self._forks.prepare(spec, env=self.manager_options.get("env"), wait=wait)
 
     async def _supervise(self, restarter: KernelRestarter) -> None:
         try:

@@ -209,15 +209,24 @@ class ForkServers:
             for zygote in zygotes:
                 await zygote.aclose()
 
-    async def prepare(self, spec: LaunchSpec, *, env: Mapping[str, str] | None = None) -> None:
+    async def prepare(
+        self, spec: LaunchSpec, *, env: Mapping[str, str] | None = None, wait: bool = False
+    ) -> bool:
         """Start the zygote for launches of ``spec`` (with base environment ``env``,
         ours by default) now, so that the first launch is forked too.
+
+        Returns whether launches of ``spec`` are forked now; with ``wait``, once
+        the zygote has preloaded (or failed to).
         """
         argv = format_argv(spec.argv, connection_file="", resource_dir=spec.resource_dir)
         plan = fork_plan(spec, argv)
-        if plan is not None and not self._closed:
-            base = env if env is not None else os.environ
-            await self._zygote(spec, plan, kernel_env(base, spec.env, parent_pid=os.getpid()))
+        if plan is None or self._closed:
+            return False
+        base = env if env is not None else os.environ
+        zygote = await self._zygote(spec, plan, kernel_env(base, spec.env, parent_pid=os.getpid()))
+        while wait and not (zygote.usable() or zygote.failed or zygote.dead()):
+            await anyio.wait_readable(zygote.control)
+        return zygote.usable()
 
     async def _zygote(self, spec: LaunchSpec, plan: ForkPlan, env: Mapping[str, str]) -> _Zygote:
         key = _key(spec, plan, env)
