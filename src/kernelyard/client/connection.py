@@ -353,6 +353,8 @@ class KernelConnection:
     async def _wait(
         self, future: asyncio.Future[Message], msg: Message, timeout: float | None
     ) -> Message:
+        if timeout is None:  # no cancel scope to build: it shows in every round trip
+            return await future
         try:
             with anyio.fail_after(timeout):
                 return await future

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import zmq
 
@@ -32,10 +32,14 @@ __all__ = ["ChannelStream", "map_zmq_errors"]
 
 Frame = bytes | memoryview
 
-# Plain ints: pyzmq converts its enum flags on every call, which shows up
-# when draining thousands of messages.
+# Plain ints: pyzmq's flags are enums, and every ``|`` or ``&`` on them builds a
+# new enum member, which shows up in each round trip and in every flood.
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 
 @contextlib.contextmanager
@@ -68,8 +72,10 @@ class ChannelStream:
     # -- waiting on the descriptor ----------------------------------------------------
 
     def _events(self) -> int:
-        with map_zmq_errors(self.channel):
-            return int(self._socket.getsockopt(zmq.EVENTS))
+        try:
+            return cast(int, self._socket.get(_EVENTS))
+        except zmq.ZMQError as exc:
+            raise ChannelClosed(f"{self.channel.value} channel: {exc}") from exc
 
     def _on_fd(self) -> None:
         """Loop callback: the descriptor fired; wake every waiter to re-check EVENTS.
@@ -106,20 +112,24 @@ class ChannelStream:
 
     def _wake_after_send(self) -> None:
         """A send may have processed the notification a waiting receiver needs."""
-        if self._waiters and self._events() & zmq.POLLIN:
+        if self._waiters and self._events() & _POLLIN:
             self._on_fd()
 
     # -- sending and receiving --------------------------------------------------------
 
     async def send(self, frames: Sequence[Frame]) -> None:
         self._check_open()
+        send = self._socket.send
         with map_zmq_errors(self.channel):
             while True:
                 try:
-                    self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    send(frames[0], _NOBLOCK | (_SNDMORE if len(frames) > 1 else 0), copy=False)
                     break
                 except zmq.Again:  # high-water mark reached: wait until it can take more
-                    await self._wait_for(zmq.POLLOUT)
+                    await self._wait_for(_POLLOUT)
+            # Once the first part is queued, ZeroMQ takes the rest of the message.
+            for i in range(1, len(frames)):
+                send(frames[i], _SNDMORE if i < len(frames) - 1 else 0, copy=False)
         self._wake_after_send()
 
     async def receive(self) -> list[bytes]:
@@ -131,19 +141,18 @@ class ChannelStream:
         self._check_open()
         while True:
             batch: list[list[bytes]] = []
-            recv, more = self._socket.recv, self._socket.get
+            recv = self._socket.recv
+            get: Callable[[int], Any] = self._socket.get
             with map_zmq_errors(self.channel):
-                while len(batch) < limit:
-                    try:
-                        frames = [recv(_NOBLOCK)]
-                    except zmq.Again:
-                        break
-                    while more(_RCVMORE):  # the rest of a multipart message is already here
+                # EVENTS before each read: cheaper than the Again a read of nothing raises.
+                while len(batch) < limit and get(_EVENTS) & _POLLIN:
+                    frames = [recv(_NOBLOCK)]
+                    while get(_RCVMORE):  # the rest of a multipart message is already here
                         frames.append(recv(_NOBLOCK))
                     batch.append(frames)
             if batch:
                 return batch
-            await self._wait_for(zmq.POLLIN)
+            await self._wait_for(_POLLIN)
 
     def close(self) -> None:
         """Close at once, dropping anything unsent; waiters get ChannelClosed (idempotent)."""
