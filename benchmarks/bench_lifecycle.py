@@ -8,7 +8,11 @@ machine state. The kernel is the ``python3`` kernelspec (ipykernel) for both.
 * shutdown: a polite shutdown of an idle kernel until the process is gone.
 * round trip: ``execute("pass")`` and its reply, 500 times (p50 / p99).
 * flood: 20,000 ``print(i, flush=True)`` until idle; every line is counted
-  and checked in order.
+  and checked in order. Again with every thread of the kernel pinned to one
+  CPU: ipykernel's main and IOPub threads hand the GIL to each other at every
+  flushed print, which costs more when they run on two cores; a client that
+  keeps a core busy (jupyter_client uses twice our CPU) speeds the kernel up
+  by crowding it onto one. Pinned, that effect is gone for both clients.
 * 20 concurrent starts: 20 kernels started at once until all are ready;
   failures (port clashes) are counted.
 * the same two starts with ours forked from a fork server that preloaded
@@ -19,6 +23,7 @@ machine state. The kernel is the ``python3`` kernelspec (ipykernel) for both.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -83,6 +88,11 @@ class Ours:
     async def execute(self, code: str) -> None:
         await self.client.execute(code)
 
+    @property
+    def pid(self) -> int:
+        assert self.manager.process is not None
+        return self.manager.process.pid
+
     async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
         def hook(msg: Message) -> None:
             if msg.msg_type == "stream":
@@ -105,6 +115,10 @@ class Theirs:
 
     async def execute(self, code: str) -> None:
         await self.client.execute(code, reply=True)
+
+    @property
+    def pid(self) -> int:
+        return int(self.manager.provisioner.process.pid)  # type: ignore[union-attr]
 
     async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
         def hook(msg: dict[str, Any]) -> None:
@@ -174,8 +188,15 @@ async def round_trips(first_ours: bool) -> list[Series]:
     ]
 
 
-async def flood(pairs: int) -> Series:
-    series = Series(f"{FLOOD_LINES:,} flushed prints to idle")
+def _pin_to_one_cpu(pid: int) -> None:
+    """Every thread of ``pid`` on CPU 0 (threads it starts later inherit that)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {0})
+
+
+async def flood(pairs: int, *, pin: bool = False) -> Series:
+    suffix = ", kernel pinned to one CPU" if pin else ""
+    series = Series(f"{FLOOD_LINES:,} flushed prints to idle{suffix}")
     code = f"for i in range({FLOOD_LINES}): print(i, flush=True)"
     expected = "".join(f"{i}\n" for i in range(FLOOD_LINES))
     for pair in range(pairs):
@@ -183,6 +204,8 @@ async def flood(pairs: int) -> Series:
         try:
             order = [(ours, series.ours), (theirs, series.theirs)]
             for side, times in order if pair % 2 == 0 else order[::-1]:
+                if pin:
+                    _pin_to_one_cpu(side.pid)
                 chunks: list[str] = []
                 times.append(await _timed(lambda s=side, c=chunks: s.flood(code, c.append)))
                 got = "".join(chunks)
@@ -264,7 +287,7 @@ async def run(pairs: int = 5, flood_pairs: int = 6, concurrent: int = 20) -> lis
     p50.theirs += p50b.theirs
     p99.ours += p99b.ours
     p99.theirs += p99b.theirs
-    results += [p50, p99, await flood(flood_pairs)]
+    results += [p50, p99, await flood(flood_pairs), await flood(flood_pairs, pin=True)]
     results.append(await concurrent_starts(concurrent))
     async with ForkServers() as forks:
         spec = KernelFinder.default().get_spec(FORKED_KERNEL).launch_spec()

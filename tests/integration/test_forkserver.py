@@ -15,7 +15,7 @@ from kernelyard.discovery.ownkernel import PRELOAD
 from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager, KernelRestarter, MultiKernelManager
 from kernelyard.provisioning import ForkServers
-from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE
+from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE, ZYGOTE
 
 from ..helpers import make_spec_dir, wait_for_output
 from .conftest import KERNELYARD
@@ -40,6 +40,8 @@ def fork_finder(tmp_path: Path, kernels_dir: Path, runtime_dir: Path) -> KernelF
     )
     missing = {"kernelyard": {"handshake": True, "preload": ["no_such_module_here"]}}
     make_spec_dir(kernels_dir, "bad-preload", argv=KERNELYARD, env=ipython_env, metadata=missing)
+    missing_python = ["/nonexistent/python", "-m", "kernelyard.kernel", "-f", "{connection_file}"]
+    make_spec_dir(kernels_dir, "no-python", argv=missing_python, metadata=FORKED)
     threads = tmp_path / "threads"
     threads.mkdir()
     (threads / "starts_a_thread.py").write_text(
@@ -61,6 +63,21 @@ def fork_finder(tmp_path: Path, kernels_dir: Path, runtime_dir: Path) -> KernelF
 async def forks() -> AsyncIterator[ForkServers]:
     async with ForkServers() as servers:
         yield servers
+
+
+def _children() -> list[int]:
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and _parent_or_none(int(entry)) == os.getpid()
+    ]
+
+
+def _parent_or_none(pid: int) -> int | None:
+    try:
+        return _parent(pid)
+    except OSError:
+        return None
 
 
 def _parent(pid: int) -> int:
@@ -204,6 +221,30 @@ async def test_a_zygote_that_cannot_preload_is_not_used(
         assert not await forks.prepare(fork_finder.get_spec(type_id).launch_spec(), wait=True)
     assert why in caplog.text
     assert not await _usable(forks, fork_finder, type_id)  # spawned, and it works
+
+
+async def test_concurrent_first_launches_start_one_zygote(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    spec = fork_finder.get_spec("forked").launch_spec()
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(forks.prepare, spec)
+    zygotes = [
+        pid
+        for pid in _children()
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [str(ZYGOTE).encode()]
+    ]
+    assert len(zygotes) == 1
+
+
+async def test_a_missing_interpreter_is_a_launch_error_not_a_crash(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    assert not await forks.prepare(fork_finder.get_spec("no-python").launch_spec(), wait=True)
+    km = KernelManager("no-python", finder=fork_finder, forks=forks, stderr=None)
+    with pytest.raises(LaunchError, match="cannot start kernel"):
+        await km.start()
 
 
 async def test_a_kernel_outlives_its_zygote_and_its_end_is_still_seen(

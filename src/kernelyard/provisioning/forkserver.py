@@ -190,6 +190,7 @@ class ForkServers:
     def __init__(self) -> None:
         self._zygotes: dict[_Key, _Zygote] = {}
         self._closed = False
+        self._starting = anyio.Lock()  # concurrent first launches start one zygote, not two
 
     async def __aenter__(self) -> Self:
         return self
@@ -203,9 +204,10 @@ class ForkServers:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._closed = True
-        zygotes, self._zygotes = list(self._zygotes.values()), {}
         with anyio.CancelScope(shield=True):
+            async with self._starting:  # a zygote being started is in the dict after this
+                self._closed = True
+                zygotes, self._zygotes = list(self._zygotes.values()), {}
             for zygote in zygotes:
                 await zygote.aclose()
 
@@ -224,23 +226,34 @@ class ForkServers:
             return False
         base = env if env is not None else os.environ
         zygote = await self._zygote(spec, plan, kernel_env(base, spec.env, parent_pid=os.getpid()))
+        if zygote is None:
+            return False
         while wait and not (zygote.usable() or zygote.failed or zygote.dead()):
             await anyio.wait_readable(zygote.control)
         return zygote.usable()
 
-    async def _zygote(self, spec: LaunchSpec, plan: ForkPlan, env: Mapping[str, str]) -> _Zygote:
+    async def _zygote(
+        self, spec: LaunchSpec, plan: ForkPlan, env: Mapping[str, str]
+    ) -> _Zygote | None:
+        """The zygote for this launch, started if there is none (None: it cannot start)."""
         key = _key(spec, plan, env)
-        zygote = self._zygotes.get(key)
-        if zygote is not None and zygote.dead():
-            zygote.usable()  # reads its last report: one that could not preload stays unused
-            if zygote.failed:
-                return zygote
-            log.warning("a kernelyard fork server exited; starting another")
-            await zygote.aclose()
-            zygote = None
-        if zygote is None:
-            zygote = self._zygotes[key] = await _Zygote.start(plan.python, spec.preload, env)
-        return zygote
+        async with self._starting:
+            zygote = self._zygotes.get(key)
+            if zygote is not None and zygote.dead():
+                zygote.usable()  # reads its last report: one that could not preload stays unused
+                if zygote.failed:
+                    return zygote
+                log.warning("a kernelyard fork server exited; starting another")
+                await zygote.aclose()
+                zygote = None
+            if zygote is None and not self._closed:
+                try:
+                    zygote = await _Zygote.start(plan.python, spec.preload, env)
+                except OSError as exc:  # the spawn that follows reports it as a LaunchError
+                    log.warning("cannot start a kernelyard fork server: %s", exc)
+                    return None
+                self._zygotes[key] = zygote
+            return zygote
 
     async def spawn(
         self,
@@ -260,7 +273,7 @@ class ForkServers:
         if plan is None or self._closed:
             return None
         zygote = await self._zygote(spec, plan, env)
-        if not zygote.usable():
+        if zygote is None or not zygote.usable():
             return None
         try:
             return await ForkedProcess.start(zygote.control, plan, env, cwd, events)
