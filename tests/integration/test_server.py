@@ -348,6 +348,47 @@ async def test_reconnect_with_the_same_session_loses_nothing(server: Server, ker
     assert numbers[0] <= 5  # everything after the first message it saw before dropping
 
 
+async def _close_code(ws: KernelSocket) -> int | None:
+    """Read ``ws`` until the server closes it; the close code it sent."""
+    try:
+        while True:
+            await ws.receive()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None
+
+
+async def test_a_stale_connection_is_replaced_by_the_sessions_new_one(
+    server: Server, http: httpx.AsyncClient, kernel: str
+) -> None:
+    session = uuid.uuid4().hex
+    code = "import time\nprint('early', flush=True)\ntime.sleep(0.5)\nprint('late')"
+    async with kernel_socket(server, kernel, session=session) as stale:
+        request = stale.message("execute_request", {"code": code})
+        await stale.send(request)
+        with anyio.fail_after(10):
+            while (await stale.receive()).msg_type != "stream":
+                pass
+        # The same client comes back while its old socket still looks open to the server.
+        async with kernel_socket(server, kernel, session=session) as fresh:
+            with anyio.fail_after(10):
+                code = await _close_code(stale)
+            assert code == 4002
+            text, reply = "", None
+            with anyio.fail_after(20):
+                while reply is None:
+                    msg = await fresh.receive()
+                    if msg.parent_header.get("msg_id") != request.msg_id:
+                        continue
+                    if msg.msg_type == "stream":
+                        text += msg.content["text"]
+                    elif msg.msg_type == "execute_reply":
+                        reply = msg
+            assert "late\n" in text  # what the stale socket had not read, and the reply
+            assert reply.content["status"] == "ok"
+            model = (await http.get(f"api/kernels/{kernel}")).json()
+            assert model["connections"] == 1
+
+
 async def test_a_new_session_can_ask_for_the_log(server: Server, kernel: str) -> None:
     async with kernel_socket(server, kernel) as ws:
         await ws.execute("print('logged line')")

@@ -11,7 +11,8 @@ bridge reads them and files every message in the kernel's
   bridge remembers which session sent each ``*_request``);
 * stdin ``input_request`` for the session whose execute asks for input.
 
-Connections read the log from their cursors (:mod:`kernelyard.server.websocket`).
+Connections read the log from their cursors (:mod:`kernelyard.server.websocket`);
+a session has one connection at a time (a newer one replaces a stale one).
 Kernel notices from the backend become ``status`` messages the server
 injects (``restarting``, ``dead``) with complete headers. When the kernel is
 shut down, culled or dies for good, :meth:`close` tells every connection to
@@ -24,7 +25,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -60,6 +61,16 @@ def _loads(part: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class Connection(Protocol):
+    """A client connection as the bridge sees it."""
+
+    #: The last log sequence number sent to it.
+    cursor: int
+
+    def replace(self) -> None:
+        """A newer connection of the same session takes over: close this one."""
+
+
 class KernelBridge:
     """The server's side of one kernel; see the module docstring."""
 
@@ -83,7 +94,7 @@ class KernelBridge:
         self._on_dead = on_dead
         self._pending: OrderedDict[str, str] = OrderedDict()  # request msg_id -> session
         self._cursors: OrderedDict[str, int] = OrderedDict()  # session -> cursor, offline
-        self._live: dict[str, int] = {}  # session -> open connections
+        self._live: dict[str, Connection] = {}  # session -> its open connection
         self._appended = anyio.Event()
         #: (close code, reason) once the kernel is gone for good.
         self.closing: tuple[int, str] | None = None
@@ -92,29 +103,34 @@ class KernelBridge:
 
     @property
     def connections(self) -> int:
-        return sum(self._live.values())
+        return len(self._live)
 
-    def attach(self, session: str, *, replay_all: bool = False) -> int:
-        """Register a connection of ``session``; returns the cursor it reads from.
+    def attach(self, session: str, connection: Connection, *, replay_all: bool = False) -> int:
+        """Register ``connection`` of ``session``; returns the cursor it reads from.
 
         A session seen before resumes where it left off (everything it missed
         that the log still holds); a new one starts at the end of the log, or
-        at its beginning with ``replay_all`` (broadcast messages only).
+        at its beginning with ``replay_all`` (broadcast messages only). A
+        session has one connection: an open one is stale (its client came
+        back before the server saw it go), so it is replaced, as jupyter_server
+        does, and the new connection goes on from the stale one's cursor.
         """
-        self._live[session] = self._live.get(session, 0) + 1
+        stale = self._live.get(session)
+        self._live[session] = connection
+        if stale is not None:
+            stale.replace()
+            return stale.cursor
         cursor = self._cursors.pop(session, None)
         if cursor is not None:
             return cursor
         return self.log.first_seq - 1 if replay_all else self.log.last_seq
 
-    def detach(self, session: str, cursor: int) -> None:
-        """A connection of ``session`` closed after reading up to ``cursor``."""
-        left = self._live.get(session, 1) - 1
-        if left > 0:
-            self._live[session] = left
-        else:
-            self._live.pop(session, None)
-        self._cursors[session] = max(cursor, self._cursors.get(session, 0))
+    def detach(self, session: str, connection: Connection) -> None:
+        """``connection`` of ``session`` closed; its cursor is kept for a reconnect."""
+        if self._live.get(session) is not connection:
+            return  # replaced: the newer connection holds the session now
+        del self._live[session]
+        self._cursors[session] = max(connection.cursor, self._cursors.get(session, 0))
         self._cursors.move_to_end(session)
         while len(self._cursors) > MAX_SESSIONS:
             self._cursors.popitem(last=False)

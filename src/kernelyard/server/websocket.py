@@ -19,7 +19,11 @@ Close codes:
 * 1007 for a frame that is not a kernel message, 1008 for one on a channel a
   client may not use, 1009 (from the WebSocket layer) for one over
   ``max_message_size``; the client may reconnect and nothing others hold is
-  touched.
+  touched;
+* 4002 for a connection replaced by a newer one with the same ``session_id``
+  (its client reconnected before the old socket was seen to close), as
+  jupyter_server replaces a stale connection; the newer one goes on from the
+  old one's cursor.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ CLOSE_FINAL = 1000
 CLOSE_SERVER_STOPPING = 1001
 CLOSE_BAD_DATA = 1007
 CLOSE_POLICY = 1008
+CLOSE_REPLACED = 4002
 
 Frame = bytes | memoryview
 _CLIENT_CHANNELS = frozenset({Channel.SHELL, Channel.CONTROL, Channel.STDIN})
@@ -126,6 +131,8 @@ class KernelSocket:
             session = uuid.uuid4().hex
         self.session = session
         self.cursor = 0
+        self._scope: anyio.CancelScope | None = None
+        self._replaced = False
         self._pacer = (
             RatePacer(
                 msg_rate=settings.iopub_msg_rate_limit,
@@ -141,20 +148,33 @@ class KernelSocket:
         """Accept, relay both ways until either side ends, and account for the session."""
         await self.websocket.accept(subprotocol=self.subprotocol)
         replay_all = self.websocket.query_params.get("replay") == "all"
-        self.cursor = self.bridge.attach(self.session, replay_all=replay_all)
+        self._scope = anyio.CancelScope()
+        self.cursor = self.bridge.attach(self.session, self, replay_all=replay_all)
         try:
-            async with anyio.create_task_group() as tg:
+            with self._scope:
+                async with anyio.create_task_group() as tg:
 
-                async def run_and_cancel(part: Any) -> None:
-                    try:
-                        await part()
-                    finally:
-                        tg.cancel_scope.cancel()
+                    async def run_and_cancel(part: Any) -> None:
+                        try:
+                            await part()
+                        finally:
+                            tg.cancel_scope.cancel()
 
-                tg.start_soon(run_and_cancel, self._from_client)
-                tg.start_soon(run_and_cancel, self._to_client)
+                    tg.start_soon(run_and_cancel, self._from_client)
+                    tg.start_soon(run_and_cancel, self._to_client)
+            if self._replaced:
+                await self._close(CLOSE_REPLACED, "replaced by a newer connection of this session")
         finally:
-            self.bridge.detach(self.session, self.cursor)
+            self.bridge.detach(self.session, self)
+
+    def replace(self) -> None:
+        """A newer connection of this session took over (see KernelBridge.attach)."""
+        log.info(
+            "kernel %s: replacing a stale connection of %s", self.bridge.kernel_id, self.session
+        )
+        self._replaced = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     # -- client -> kernel ---------------------------------------------------------------
 
