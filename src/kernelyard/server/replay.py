@@ -47,7 +47,7 @@ class LogEntry:
     frames: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.size = sum(len(p) for p in self.parts)
+        self.size = sum(map(len, self.parts))
 
     def absorb(self, other: LogEntry) -> None:
         """Append ``other``'s stream text (same stream key) to this entry."""
