@@ -19,7 +19,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from kernelyard.server.openapi import openapi_document
-from kernelyard.wire import V1_SUBPROTOCOL, Channel
+from kernelyard.wire import V1_SUBPROTOCOL, Channel, Message
 
 from .serverutil import (
     KernelSocket,
@@ -321,6 +321,21 @@ async def test_replies_go_to_the_sender_and_iopub_to_all(server: Server, kernel:
         assert stream_text(seen_by_b) == "from a\n"
 
 
+async def _output_and_reply(ws: KernelSocket, msg_id: str) -> tuple[str, Message]:
+    """The stream text and the execute_reply of request ``msg_id``, as ``ws`` receives them."""
+    text, reply = "", None
+    with anyio.fail_after(20):
+        while reply is None:
+            msg = await ws.receive()
+            if msg.parent_header.get("msg_id") != msg_id:
+                continue
+            if msg.msg_type == "stream":
+                text += msg.content["text"]
+            elif msg.msg_type == "execute_reply":
+                reply = msg
+    return text, reply
+
+
 async def test_reconnect_with_the_same_session_loses_nothing(server: Server, kernel: str) -> None:
     session = uuid.uuid4().hex
     code = "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.025)"
@@ -331,17 +346,8 @@ async def test_reconnect_with_the_same_session_loses_nothing(server: Server, ker
             while (await ws.receive()).msg_type != "stream":
                 pass
     await anyio.sleep(0.3)  # the cell goes on printing while nobody listens
-    text, reply = "", None
     async with kernel_socket(server, kernel, session=session) as ws:
-        with anyio.fail_after(20):
-            while reply is None:
-                msg = await ws.receive()
-                if msg.parent_header.get("msg_id") != request.msg_id:
-                    continue
-                if msg.msg_type == "stream":
-                    text += msg.content["text"]
-                elif msg.msg_type == "execute_reply":
-                    reply = msg
+        text, reply = await _output_and_reply(ws, request.msg_id)
     assert reply.content["status"] == "ok"
     numbers = [int(n) for n in text.split()]
     assert numbers == list(range(numbers[0], 40))
@@ -371,18 +377,8 @@ async def test_a_stale_connection_is_replaced_by_the_sessions_new_one(
         # The same client comes back while its old socket still looks open to the server.
         async with kernel_socket(server, kernel, session=session) as fresh:
             with anyio.fail_after(10):
-                code = await _close_code(stale)
-            assert code == 4002
-            text, reply = "", None
-            with anyio.fail_after(20):
-                while reply is None:
-                    msg = await fresh.receive()
-                    if msg.parent_header.get("msg_id") != request.msg_id:
-                        continue
-                    if msg.msg_type == "stream":
-                        text += msg.content["text"]
-                    elif msg.msg_type == "execute_reply":
-                        reply = msg
+                assert await _close_code(stale) == 4002
+            text, reply = await _output_and_reply(fresh, request.msg_id)
             assert "late\n" in text  # what the stale socket had not read, and the reply
             assert reply.content["status"] == "ok"
             model = (await http.get(f"api/kernels/{kernel}")).json()
