@@ -135,7 +135,10 @@ def _may_need_token_transforms(lines: list[str]) -> bool:
 class KernelTransformerManager(TransformerManager):
     """IPython's transformer manager, minus tokenizing cells no token transform can change
     (the tokenizer is most of a plain cell's transform: ~70 us for three lines, more for
-    long cells). Extensions that add token transformers get the full path.
+    long cells). Extensions that add token transformers get the full path. A cell the
+    tokenizer cannot read (inconsistent indentation) then fails when it is compiled
+    instead: a SyntaxError as well, the compiler's first (often the same
+    IndentationError).
     """
 
     def do_token_transforms(self, lines: list[str]) -> list[str]:
