@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from kernelyard.discovery.ownkernel import PRELOAD
 from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager, KernelRestarter, MultiKernelManager
 from kernelyard.provisioning import ForkServers
-from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE, ZYGOTE
+from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE, ZYGOTE, ForkedProcess
+from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning.process import ProcessEvents
 
 from ..helpers import make_spec_dir, wait_for_output
 from .conftest import KERNELYARD
@@ -71,6 +74,10 @@ def _children() -> list[int]:
         for entry in os.listdir("/proc")
         if entry.isdigit() and _parent_or_none(int(entry)) == os.getpid()
     ]
+
+
+def _is_zygote(pid: int) -> bool:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [str(ZYGOTE).encode()]
 
 
 def _parent_or_none(pid: int) -> int | None:
@@ -230,12 +237,45 @@ async def test_concurrent_first_launches_start_one_zygote(
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(forks.prepare, spec)
-    zygotes = [
-        pid
-        for pid in _children()
-        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [str(ZYGOTE).encode()]
-    ]
-    assert len(zygotes) == 1
+    assert len([pid for pid in _children() if _is_zygote(pid)]) == 1
+
+
+async def test_requests_that_fill_the_zygotes_socket_wait_instead_of_failing(
+    forks: ForkServers, tmp_path: Path
+) -> None:
+    (tmp_path / "quick_exit.py").write_text("")
+    spec = LaunchSpec(argv=(sys.executable, "-m", "quick_exit"), preload=("json",))
+    argv = [sys.executable, "-m", "quick_exit"]
+    assert await forks.prepare(spec, wait=True)
+    (zygote,) = [pid for pid in _children() if _is_zygote(pid)]
+    env = {**os.environ, "BIG": "x" * 20_000}  # 60 of these are more than the socket holds
+    processes: list[ForkedProcess] = []
+
+    async def launch() -> None:
+        forked = await forks.spawn(
+            spec, argv, env=env, cwd=str(tmp_path), events=ProcessEvents(None)
+        )
+        assert forked is not None
+        processes.append(forked)
+
+    os.kill(zygote, signal.SIGSTOP)  # it reads nothing: the requests pile up
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(60):
+                tg.start_soon(launch)
+            await anyio.sleep(0.5)
+            os.kill(zygote, signal.SIGCONT)
+    finally:
+        os.kill(zygote, signal.SIGCONT)
+    try:
+        with anyio.fail_after(30):
+            while any(p.get_returncode() is None for p in processes):
+                await anyio.sleep(0.05)
+        assert len(processes) == 60
+        assert {p.get_returncode() for p in processes} == {0}
+    finally:
+        for process in processes:
+            process.close()
 
 
 async def test_a_missing_interpreter_is_a_launch_error_not_a_crash(

@@ -123,6 +123,8 @@ class _Zygote:
         self.control = control
         self.ready = False
         self.failed = False
+        #: One sender at a time: a full socket is waited on, and only one task may wait.
+        self.sending = anyio.Lock()
 
     @classmethod
     async def start(cls, python: str, preload: Sequence[str], env: Mapping[str, str]) -> _Zygote:
@@ -276,7 +278,7 @@ class ForkServers:
         if zygote is None or not zygote.usable():
             return None
         try:
-            return await ForkedProcess.start(zygote.control, plan, env, cwd, events)
+            return await ForkedProcess.start(zygote, plan, env, cwd, events)
         except _ZygoteGone:
             log.warning("a kernelyard fork server stopped answering; spawning instead")
             await zygote.aclose()
@@ -322,7 +324,7 @@ class ForkedProcess:
     @classmethod
     async def start(
         cls,
-        control: socket.socket,
+        zygote: _Zygote,
         plan: ForkPlan,
         env: Mapping[str, str],
         cwd: str,
@@ -334,12 +336,21 @@ class ForkedProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         err_r, err_w = os.pipe()
         stdout = _stdout_fd()
+        fds = [theirs.fileno(), stdout, err_w]
         try:
-            socket.send_fds(control, [request], [theirs.fileno(), stdout, err_w])
-        except OSError as exc:
+            async with zygote.sending:
+                while True:
+                    try:
+                        socket.send_fds(zygote.control, [request], fds)
+                        break
+                    except BlockingIOError:  # requests come faster than it forks: wait
+                        await anyio.wait_writable(zygote.control)
+        except BaseException as exc:
             os.close(err_r)
             ours.close()
-            raise _ZygoteGone from exc
+            if isinstance(exc, OSError | anyio.ClosedResourceError):
+                raise _ZygoteGone from exc
+            raise
         finally:
             theirs.close()
             os.close(err_w)
