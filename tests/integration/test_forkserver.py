@@ -234,10 +234,16 @@ async def test_concurrent_first_launches_start_one_zygote(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     spec = fork_finder.get_spec("forked").launch_spec()
+    ready: list[bool] = []
+
+    async def prepare(wait: bool) -> None:
+        ready.append(await forks.prepare(spec, wait=wait))
+
     async with anyio.create_task_group() as tg:
-        for _ in range(5):
-            tg.start_soon(forks.prepare, spec)
+        for i in range(6):
+            tg.start_soon(prepare, i % 2 == 0)
     assert len([pid for pid in _children() if _is_zygote(pid)]) == 1
+    assert ready.count(True) >= 3  # every waiter saw it ready
 
 
 async def test_requests_that_fill_the_zygotes_socket_wait_instead_of_failing(

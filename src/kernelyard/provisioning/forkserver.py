@@ -123,8 +123,9 @@ class _Zygote:
         self.control = control
         self.ready = False
         self.failed = False
-        #: One sender at a time: a full socket is waited on, and only one task may wait.
+        #: One sender, and one reader, at a time: anyio lets one task wait on a socket.
         self.sending = anyio.Lock()
+        self._reading = anyio.Lock()
 
     @classmethod
     async def start(cls, python: str, preload: Sequence[str], env: Mapping[str, str]) -> _Zygote:
@@ -170,6 +171,16 @@ class _Zygote:
 
     def dead(self) -> bool:
         return self.transport.get_returncode() is not None
+
+    async def wait_ready(self) -> bool:
+        """Wait until it has preloaded, or failed to; returns :meth:`usable`."""
+        async with self._reading:
+            while not (self.usable() or self.failed or self.dead()):
+                try:
+                    await anyio.wait_readable(self.control)
+                except (OSError, anyio.ClosedResourceError):  # closed meanwhile
+                    break
+        return self.usable()
 
     async def aclose(self, timeout: float = 2.0) -> None:
         """Close the control socket (the zygote then exits by itself); kill it if it lingers."""
@@ -230,9 +241,7 @@ class ForkServers:
         zygote = await self._zygote(spec, plan, kernel_env(base, spec.env, parent_pid=os.getpid()))
         if zygote is None:
             return False
-        while wait and not (zygote.usable() or zygote.failed or zygote.dead()):
-            await anyio.wait_readable(zygote.control)
-        return zygote.usable()
+        return await zygote.wait_ready() if wait else zygote.usable()
 
     async def _zygote(
         self, spec: LaunchSpec, plan: ForkPlan, env: Mapping[str, str]
