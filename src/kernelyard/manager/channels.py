@@ -17,7 +17,11 @@ Sends are held, in order, while the kernel is dead or restarting and until
 the IOPub socket provably receives from the current kernel (its welcome, or
 the status of a ``kernel_info_request`` probe): ZeroMQ silently drops what a
 publisher sends before the subscriber's reconnect completes, so a request
-sent earlier would get its reply but lose its output and idle status.
+sent earlier would get its reply but lose its output and idle status. The
+request sockets queue only on a live connection (ZMQ_IMMEDIATE): a request
+sent in the moment between a kernel's death and our noticing it waits, and
+if the restart moved the ports it goes to the new kernel instead of being
+stranded on a connection to the old port.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class ManagedChannels:
         self._tasks: TaskGroup | None = None
         self._readers: list[anyio.CancelScope] = []
         self._held: list[tuple[Channel, list[bytes]]] = []  # sent while the kernel was down
+        self._flushing = anyio.Lock()
         # IOPub gate: sends wait until this socket provably receives the current
         # kernel's IOPub, so no reply comes without its output and idle status.
         self._live_generation = -1  # manager.restarts when IOPub was last confirmed live
@@ -129,7 +134,7 @@ class ManagedChannels:
         self._info, self._signer = info, info.signer()
         for channel in _CHANNELS:
             self._streams[channel] = open_channel(
-                info, channel, identity=self._identity, unbounded=True
+                info, channel, identity=self._identity, unbounded=True, immediate=True
             )
         for channel, stream in self._streams.items():
             scope = anyio.CancelScope()
@@ -163,7 +168,17 @@ class ManagedChannels:
                 )
             self._held.append((channel, [bytes(p) for p in parts]))
             return
-        await self._send_now(channel, parts)
+        stream = self._streams.get(channel)
+        try:
+            await self._send_now(channel, parts)
+        except ChannelClosed:
+            # It waited for a connection (the kernel died, unnoticed yet) and the
+            # watcher replaced the socket meanwhile: send it to the new kernel.
+            if self._tasks is None or self._streams.get(channel) is stream:
+                raise
+            self._held.append((channel, [bytes(p) for p in parts]))
+            if manager.state is KernelState.RUNNING and self._live_generation == manager.restarts:
+                await self._flush_held()  # live again already: nobody else will send it
 
     async def _send_now(self, channel: Channel, parts: Sequence[Frame]) -> None:
         stream = self._streams.get(channel)
@@ -280,6 +295,11 @@ class ManagedChannels:
         if self._iopub_generation != generation:
             log.warning("kernel %s: IOPub silent for %s s", self._manager.kernel_id, IOPUB_WAIT)
         self._live_generation = generation
-        held, self._held = self._held, []
-        for channel, parts in held:
-            await self._send_now(channel, parts)
+        await self._flush_held()
+
+    async def _flush_held(self) -> None:
+        """Send what was held, in order (one flusher at a time keeps the order)."""
+        async with self._flushing:
+            while self._held:
+                channel, parts = self._held.pop(0)
+                await self._send_now(channel, parts)

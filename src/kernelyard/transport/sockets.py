@@ -37,11 +37,16 @@ def open_channel(
     *,
     identity: bytes | None = None,
     unbounded: bool = False,
+    immediate: bool = False,
 ) -> ChannelStream:
     """A connected client socket for ``channel`` of the kernel ``info`` describes.
 
     ``unbounded`` lifts ZeroMQ's high-water marks (1000 messages by default):
     a relay that must never drop IOPub reads everything into its own memory.
+    ``immediate`` (ZMQ_IMMEDIATE, request channels) queues messages only on a
+    connection that is up: while the kernel is unreachable a send waits
+    instead of queueing into a connection that may never complete (a kernel
+    that died and restarted on other ports leaves the old one to a stranger).
     """
     with map_zmq_errors(channel):
         socket = context().socket(_SOCKET_TYPES[channel])
@@ -51,6 +56,8 @@ def open_channel(
                 socket.rcvhwm = socket.sndhwm = 0
             if identity is not None and channel is not Channel.IOPUB:
                 socket.setsockopt(zmq.IDENTITY, identity)
+            if immediate and channel is not Channel.IOPUB:
+                socket.setsockopt(zmq.IMMEDIATE, 1)
             if channel is Channel.IOPUB:
                 socket.setsockopt(zmq.SUBSCRIBE, b"")
             socket.connect(info.endpoint(channel))

@@ -8,9 +8,10 @@ future and runs its event machinery for every message.
 
 ``ZMQ_FD`` is a notification, not a level: it says "check ``EVENTS``". Two
 rules follow, both kept here: the truth is always read from ``EVENTS``
-before waiting, and after a send on the same socket a waiting receiver is
-woken if ``EVENTS`` now shows input (the send may have processed the
-notification that would otherwise have woken it).
+before waiting, and whoever reads ``EVENTS`` (a send, a receive, another
+waiter) wakes the waiters whose event it now shows: the read may have
+consumed the notification that would otherwise have woken them (a sender
+waiting for a connection to complete, while the reader drains).
 
 Use a stream from one event loop (one thread) only. ZMQError becomes
 ChannelClosed at this boundary, chained.
@@ -58,7 +59,7 @@ class ChannelStream:
         self._socket = socket
         self._fd = cast(int, socket.getsockopt(zmq.FD))
         self.channel = channel
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (event, waiter)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -85,35 +86,44 @@ class ChannelStream:
         EVENTS clears the notification so a level-triggered poller cannot spin.
         """
         waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
+        for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
         if not waiters and not self._socket.closed:
             self._events()
 
+    def _wake_for(self, events: int) -> None:
+        """Wake the waiters whose event ``events`` shows (read by someone else)."""
+        for wanted, waiter in self._waiters:
+            if wanted & events and not waiter.done():
+                waiter.set_result(None)
+
     async def _wait_for(self, event: int) -> None:
         """Return once ``EVENTS`` has ``event`` (POLLIN or POLLOUT)."""
-        while not self._events() & event:
+        while not (events := self._events()) & event:
+            self._wake_for(events)
             loop = asyncio.get_running_loop()
             if self._loop is None:
                 loop.add_reader(self._fd, self._on_fd)
                 self._loop = loop
             waiter = loop.create_future()
-            self._waiters.append(waiter)
+            entry = (event, waiter)
+            self._waiters.append(entry)
             try:
                 # Re-check after registering: an event may have come in between.
-                if self._events() & event:
+                if (events := self._events()) & event:
                     return
+                self._wake_for(events)
                 await waiter
             finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
             self._check_open()
 
     def _wake_after_send(self) -> None:
-        """A send may have processed the notification a waiting receiver needs."""
-        if self._waiters and self._events() & _POLLIN:
-            self._on_fd()
+        """A send read EVENTS, maybe consuming a notification a waiter needs."""
+        if self._waiters:
+            self._wake_for(self._events())
 
     # -- sending and receiving --------------------------------------------------------
 
@@ -151,6 +161,8 @@ class ChannelStream:
                         frames.append(recv(_NOBLOCK))
                     batch.append(frames)
             if batch:
+                if self._waiters:  # a sender may wait for what those reads noticed
+                    self._wake_for(self._events())
                 return batch
             await self._wait_for(_POLLIN)
 
@@ -163,7 +175,7 @@ class ChannelStream:
                 self._loop.remove_reader(self._fd)
             self._loop = None
         waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
+        for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(ChannelClosed(f"{self.channel.value} channel was closed"))
         self._socket.close(linger=0)

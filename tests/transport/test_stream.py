@@ -1,0 +1,97 @@
+"""ChannelStream on real sockets: a send that waits for a connection is never forgotten."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import anyio
+import pytest
+import zmq
+
+from kernelyard.transport import ChannelStream
+from kernelyard.wire import Channel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _late_peer(endpoint: str, got: list[list[bytes]], flood: int, stop: threading.Event) -> None:
+    """Bind ``endpoint`` late, flood the dealer as soon as it is there, keep what it sends."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    router.bind(endpoint)
+    sent = 0
+    try:
+        while not stop.is_set():
+            if sent < flood:
+                try:
+                    router.send_multipart([b"dealer", b"%d" % sent], zmq.NOBLOCK)
+                    sent += 1
+                except zmq.ZMQError:  # not connected yet
+                    time.sleep(0.001)
+            if router.poll(1 if sent < flood else 50):
+                got.append(router.recv_multipart())
+    finally:
+        router.close(linger=0)
+        context.term()
+
+
+@pytest.mark.parametrize("flood", [1, 2000])
+async def test_a_send_waiting_for_a_connection_goes_out_while_the_reader_drains(
+    flood: int,
+) -> None:
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    dealer: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.setsockopt(zmq.IDENTITY, b"dealer")
+    dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing until the peer is there
+    dealer.connect(endpoint)
+    stream = ChannelStream(dealer, Channel.SHELL)
+    got: list[list[bytes]] = []
+    stop = threading.Event()
+    received = 0
+    sent_at: list[float] = []
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                nonlocal received
+                while received < flood:
+                    received += len(await stream.receive_batch())
+
+            async def send() -> None:
+                await stream.send([b"hello"])
+                sent_at.append(time.monotonic())
+
+            tg.start_soon(read)
+            tg.start_soon(send)
+            await anyio.sleep(0.3)
+            assert not sent_at  # nobody to send to yet: it waits, it does not queue
+            peer = threading.Thread(target=_late_peer, args=(endpoint, got, flood, stop))
+            peer.start()
+            connected = time.monotonic()
+            with anyio.fail_after(10):
+                while not sent_at or received < flood:
+                    await anyio.sleep(0.01)
+            assert sent_at[0] - connected < 5  # not left waiting for some later event
+            with anyio.fail_after(10):
+                while not got:
+                    await anyio.sleep(0.01)
+            assert got == [[b"dealer", b"hello"]]
+    finally:
+        stop.set()
+        stream.close()
+        peer.join(10)
