@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from kernelyard.discovery import KernelFinder, KernelSpecProvider
@@ -123,6 +124,7 @@ def no_leaked_descriptors() -> Iterator[None]:
 
     context().socket(zmq.DEALER).close(linger=0)
     portal()  # the blocking API's loop thread lives as long as the process
+    anyio.run(anyio.sleep, 0, backend_options={"use_uvloop": True})  # uvloop keeps a pipe
     before = _open_fds()
     yield
     deadline = time.monotonic() + 5

@@ -158,6 +158,18 @@ async def test_a_forked_kernel_is_what_a_spawned_one_would_be(
             await anyio.sleep(0.02)
 
 
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})], ids=["uvloop"])
+async def test_a_spawned_kernel_is_not_taken_for_forked_under_uvloop(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    """The server runs on uvloop, whose subprocess transport is not asyncio's class."""
+    km = KernelManager("python3", finder=fork_finder, forks=forks, stderr=None)
+    async with km:
+        assert km.process is not None
+        assert not km.process.forked
+        assert _parent(km.process.pid) == os.getpid()
+
+
 async def test_kill_nine_is_reported_and_the_restarter_forks_it_again(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:

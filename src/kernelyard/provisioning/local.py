@@ -24,7 +24,7 @@ import anyio
 
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.connection_file import write_connection_file
-from kernelyard.provisioning.forkserver import ForkServers
+from kernelyard.provisioning.forkserver import ForkedProcess, ForkServers
 from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.provisioning.process import (
@@ -197,6 +197,7 @@ async def launch(
         connection_info=info,
         connection_file=connection_file,
         reservation=reservation,
+        forked=isinstance(handle, ForkedProcess),
     )
     if registration is not None:
         await _complete_handshake(process, registration, timeout=handshake_timeout)

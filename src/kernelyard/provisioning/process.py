@@ -99,8 +99,11 @@ class KernelProcess:
         connection_info: ConnectionInfo,
         connection_file: Path,
         reservation: PortReservation | None,
+        forked: bool = False,
     ) -> None:
         self._transport = transport
+        #: True when a fork server forked the kernel (it is then the server's child, not ours).
+        self.forked = forked
         self._protocol = protocol
         self.pid: int = transport.get_pid()
         self.argv = argv
@@ -108,11 +111,6 @@ class KernelProcess:
         self.connection_info = connection_info
         self.connection_file = connection_file
         self._reservation = reservation
-
-    @property
-    def forked(self) -> bool:
-        """True when a fork server forked the kernel (it is then the server's child, not ours)."""
-        return not isinstance(self._transport, asyncio.SubprocessTransport)
 
     @property
     def returncode(self) -> int | None:
