@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kernelyard.provisioning.forkserver import ZYGOTE, fork_plan
+from kernelyard.provisioning.forkserver import ZYGOTE, _report, fork_plan
 from kernelyard.provisioning.launch import LaunchSpec
 
 pytestmark = pytest.mark.timeout(30)
@@ -128,3 +128,9 @@ def test_fork_plan_needs_a_preload_and_dash_m() -> None:
     assert fork_plan(LaunchSpec(argv=("python", "-m", "k")), ["/py", "-m", "k"]) is None
     assert fork_plan(spec, ["/py", "script.py", "-f", "c.json"]) is None
     assert fork_plan(spec, ["/py", "-m"]) is None
+
+
+def test_an_unreadable_report_reads_as_an_error() -> None:
+    assert _report(b'{"ready": 7}') == {"ready": 7}
+    for garbage in (b"not json", b"[1, 2]", b"\xff"):
+        assert "unreadable report" in _report(garbage)["error"]

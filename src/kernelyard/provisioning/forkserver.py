@@ -101,12 +101,13 @@ def _key(spec: LaunchSpec, plan: ForkPlan, env: Mapping[str, str]) -> _Key:
     return _Key(plan.python, spec.preload, tuple(sorted(spec.env.items())), _startup_env(env))
 
 
-class _ZygoteEvents(asyncio.SubprocessProtocol):
-    def __init__(self) -> None:
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        self.exited.set()
+def _report(data: bytes) -> dict[str, Any]:
+    """A zygote's report; garbage (it never sends any) reads as an error report."""
+    try:
+        report = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        report = None
+    return report if isinstance(report, dict) else {"error": f"unreadable report {data[:80]!r}"}
 
 
 class _Zygote:
@@ -115,7 +116,7 @@ class _Zygote:
     def __init__(
         self,
         transport: asyncio.SubprocessTransport,
-        events: _ZygoteEvents,
+        events: ProcessEvents,
         control: socket.socket,
     ) -> None:
         self.transport = transport
@@ -133,7 +134,7 @@ class _Zygote:
         try:
             loop = asyncio.get_running_loop()
             transport, events = await loop.subprocess_exec(
-                _ZygoteEvents,
+                lambda: ProcessEvents(None),  # its stdio is ours: only its exit is reported
                 python,
                 str(ZYGOTE),
                 str(theirs.fileno()),
@@ -161,7 +162,7 @@ class _Zygote:
             return False  # still importing
         except OSError:
             data = b""
-        report = orjson.loads(data) if data else {"error": "it exited while preloading"}
+        report = _report(data) if data else {"error": "it exited while preloading"}
         if "ready" in report:
             self.ready = True
         else:
@@ -291,7 +292,9 @@ class ForkServers:
         except _ZygoteGone:
             log.warning("a kernelyard fork server stopped answering; spawning instead")
             await zygote.aclose()
-            self._zygotes.pop(_key(spec, plan, env), None)
+            key = _key(spec, plan, env)
+            if self._zygotes.get(key) is zygote:  # another launch may have replaced it
+                del self._zygotes[key]
             return None
 
 
@@ -428,14 +431,15 @@ class ForkedProcess:
                 self._stop_reading()
                 self._zygote_gone()
                 return
-            self._handle(orjson.loads(data))
+            self._handle(_report(data))
 
     def _handle(self, report: dict[str, Any]) -> None:
         if "started" in report:
             pid = int(report["started"])
             with contextlib.suppress(OSError):  # already gone: its exit report follows
                 self._pidfd = os.pidfd_open(pid)
-            self._started.set_result(pid)
+            if not self._started.done():
+                self._started.set_result(pid)
         elif "error" in report:
             self._fail_start(LaunchError(f"the fork server could not start it: {report['error']}"))
         elif "exit" in report:
