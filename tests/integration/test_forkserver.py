@@ -153,9 +153,9 @@ async def test_a_forked_kernel_is_what_a_spawned_one_would_be(
     assert km.process.returncode in (0, -signal.SIGTERM)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped by the zygote: gone, not a zombie
-    with anyio.fail_after(5):
-        while b"to the real stderr" not in b"".join(errors):
-            await anyio.sleep(0.02)
+    with anyio.fail_after(5):  # the pipe's end: everything the kernel wrote has arrived
+        assert "to the real stderr" in await km.process.stderr_tail()
+    assert b"to the real stderr" in b"".join(errors)
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})], ids=["uvloop"])
@@ -267,14 +267,13 @@ async def test_requests_that_fill_the_zygotes_socket_wait_instead_of_failing(
     assert await forks.prepare(spec, wait=True)
     (zygote,) = [pid for pid in _children() if _is_zygote(pid)]
     env = {**os.environ, "BIG": "x" * 20_000}  # 60 of these are more than the socket holds
-    processes: list[ForkedProcess] = []
+    processes: list[tuple[ForkedProcess, ProcessEvents]] = []
 
     async def launch() -> None:
-        forked = await forks.spawn(
-            spec, argv, env=env, cwd=str(tmp_path), events=ProcessEvents(None)
-        )
+        events = ProcessEvents(None)
+        forked = await forks.spawn(spec, argv, env=env, cwd=str(tmp_path), events=events)
         assert forked is not None
-        processes.append(forked)
+        processes.append((forked, events))
 
     os.kill(zygote, signal.SIGSTOP)  # it reads nothing: the requests pile up
     try:
@@ -287,12 +286,12 @@ async def test_requests_that_fill_the_zygotes_socket_wait_instead_of_failing(
         os.kill(zygote, signal.SIGCONT)
     try:
         with anyio.fail_after(30):
-            while any(p.get_returncode() is None for p in processes):
-                await anyio.sleep(0.05)
+            for _, events in processes:
+                await events.exited.wait()
         assert len(processes) == 60
-        assert {p.get_returncode() for p in processes} == {0}
+        assert {p.get_returncode() for p, _ in processes} == {0}
     finally:
-        for process in processes:
+        for process, _ in processes:
             process.close()
 
 
@@ -333,9 +332,7 @@ async def test_closing_the_fork_servers_ends_the_zygotes_not_the_kernels(
         await km.start()
         assert km.process is not None
         zygote = _parent(km.process.pid)
-    with anyio.fail_after(5):
-        while Path(f"/proc/{zygote}").exists():
-            await anyio.sleep(0.02)
+    assert not Path(f"/proc/{zygote}").exists()  # closing waited for it to exit and be reaped
     async with km.client() as client:
         reply = await client.execute("z = 3", timeout=30)
         assert reply.content["status"] == "ok"

@@ -321,6 +321,16 @@ async def test_replies_go_to_the_sender_and_iopub_to_all(server: Server, kernel:
         assert stream_text(seen_by_b) == "from a\n"
 
 
+async def _running_cell(ws: KernelSocket, code: str) -> Message:
+    """Send an execute of ``code``; return its request once the cell's first output came."""
+    request = ws.message("execute_request", {"code": code})
+    await ws.send(request)
+    with anyio.fail_after(10):
+        while (await ws.receive()).msg_type != "stream":
+            pass
+    return request
+
+
 async def _output_and_reply(ws: KernelSocket, msg_id: str) -> tuple[str, Message]:
     """The stream text and the execute_reply of request ``msg_id``, as ``ws`` receives them."""
     text, reply = "", None
@@ -340,11 +350,7 @@ async def test_reconnect_with_the_same_session_loses_nothing(server: Server, ker
     session = uuid.uuid4().hex
     code = "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.025)"
     async with kernel_socket(server, kernel, session=session) as ws:
-        request = ws.message("execute_request", {"code": code})
-        await ws.send(request)
-        with anyio.fail_after(10):
-            while (await ws.receive()).msg_type != "stream":
-                pass
+        request = await _running_cell(ws, code)
     await anyio.sleep(0.3)  # the cell goes on printing while nobody listens
     async with kernel_socket(server, kernel, session=session) as ws:
         text, reply = await _output_and_reply(ws, request.msg_id)
@@ -354,30 +360,19 @@ async def test_reconnect_with_the_same_session_loses_nothing(server: Server, ker
     assert numbers[0] <= 5  # everything after the first message it saw before dropping
 
 
-async def _close_code(ws: KernelSocket) -> int | None:
-    """Read ``ws`` until the server closes it; the close code it sent."""
-    try:
-        while True:
-            await ws.receive()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else None
-
-
 async def test_a_stale_connection_is_replaced_by_the_sessions_new_one(
     server: Server, http: httpx.AsyncClient, kernel: str
 ) -> None:
     session = uuid.uuid4().hex
     code = "import time\nprint('early', flush=True)\ntime.sleep(0.5)\nprint('late')"
     async with kernel_socket(server, kernel, session=session) as stale:
-        request = stale.message("execute_request", {"code": code})
-        await stale.send(request)
-        with anyio.fail_after(10):
-            while (await stale.receive()).msg_type != "stream":
-                pass
+        request = await _running_cell(stale, code)
         # The same client comes back while its old socket still looks open to the server.
         async with kernel_socket(server, kernel, session=session) as fresh:
             with anyio.fail_after(10):
-                assert await _close_code(stale) == 4002
+                _, closed = await _states_until_closed(stale)
+            assert closed.rcvd is not None
+            assert closed.rcvd.code == 4002
             text, reply = await _output_and_reply(fresh, request.msg_id)
             assert "late\n" in text  # what the stale socket had not read, and the reply
             assert reply.content["status"] == "ok"

@@ -27,7 +27,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _late_peer(endpoint: str, got: list[list[bytes]], flood: int, stop: threading.Event) -> None:
+def _late_peer(
+    endpoint: str,
+    got: list[list[bytes]],
+    flood: int,
+    stop: threading.Event,
+    arrived: threading.Event,
+) -> None:
     """Bind ``endpoint`` late, flood the dealer as soon as it is there, keep what it sends."""
     context = zmq.Context()
     router = context.socket(zmq.ROUTER)
@@ -44,6 +50,7 @@ def _late_peer(endpoint: str, got: list[list[bytes]], flood: int, stop: threadin
                     time.sleep(0.001)
             if router.poll(1 if sent < flood else 50):
                 got.append(router.recv_multipart())
+                arrived.set()
     finally:
         router.close(linger=0)
         context.term()
@@ -61,37 +68,38 @@ async def test_a_send_waiting_for_a_connection_goes_out_while_the_reader_drains(
     dealer.connect(endpoint)
     stream = ChannelStream(dealer, Channel.SHELL)
     got: list[list[bytes]] = []
-    stop = threading.Event()
-    received = 0
+    stop, arrived = threading.Event(), threading.Event()
+    peer = threading.Thread(target=_late_peer, args=(endpoint, got, flood, stop, arrived))
+    sent, all_read = anyio.Event(), anyio.Event()
     sent_at: list[float] = []
     try:
         async with anyio.create_task_group() as tg:
 
             async def read() -> None:
-                nonlocal received
+                received = 0
                 while received < flood:
                     received += len(await stream.receive_batch())
+                all_read.set()
 
             async def send() -> None:
                 await stream.send([b"hello"])
                 sent_at.append(time.monotonic())
+                sent.set()
 
             tg.start_soon(read)
             tg.start_soon(send)
-            await anyio.sleep(0.3)
-            assert not sent_at  # nobody to send to yet: it waits, it does not queue
-            peer = threading.Thread(target=_late_peer, args=(endpoint, got, flood, stop))
+            await anyio.sleep(0.3)  # time in which nothing may happen
+            assert not sent.is_set()  # nobody to send to yet: it waits, it does not queue
             peer.start()
             connected = time.monotonic()
             with anyio.fail_after(10):
-                while not sent_at or received < flood:
-                    await anyio.sleep(0.01)
+                await sent.wait()
+                await all_read.wait()
             assert sent_at[0] - connected < 5  # not left waiting for some later event
-            with anyio.fail_after(10):
-                while not got:
-                    await anyio.sleep(0.01)
+            assert await anyio.to_thread.run_sync(arrived.wait, 10)
             assert got == [[b"dealer", b"hello"]]
     finally:
         stop.set()
         stream.close()
-        peer.join(10)
+        if peer.is_alive():
+            peer.join(10)
