@@ -87,9 +87,11 @@ class MultiKernelManager:
         tasks, self._tasks = self._tasks, None
         try:
             with anyio.CancelScope(shield=True):
-                await self.shutdown_all()
-                if self._forks is not None:
-                    await self._forks.aclose()
+                try:
+                    await self.shutdown_all()
+                finally:  # a failed shutdown must not leave the zygotes running
+                    if self._forks is not None:
+                        await self._forks.aclose()
         finally:
             if tasks is not None:
                 tasks.cancel_scope.cancel()
