@@ -134,9 +134,17 @@ async def test_post_run_cell_fires_for_plain_and_awaiting_cells(client: KernelCl
     )
 
 
-async def test_input_history_reaches_sqlite_after_a_quiet_second(client: KernelClient) -> None:
+@pytest.mark.parametrize("in_subshell", [False, True], ids=["main shell", "deleted subshell"])
+async def test_input_history_reaches_sqlite_after_a_quiet_second(
+    client: KernelClient, in_subshell: bool
+) -> None:
     marker = f"history_marker_{uuid.uuid4().hex} = 1"
-    await run(client, marker)
+    if in_subshell:  # the write is still due after the subshell that ran the cell is gone
+        subshell = (await client.create_subshell()).content["subshell_id"]
+        await run(client, marker, subshell_id=subshell)
+        assert (await client.delete_subshell(subshell)).content["status"] == "ok"
+    else:
+        await run(client, marker)
     query = (
         "import sqlite3\n"
         "db = sqlite3.connect(str(get_ipython().history_manager.hist_file))\n"
@@ -150,7 +158,7 @@ async def test_input_history_reaches_sqlite_after_a_quiet_second(client: KernelC
         while out.text() != "1\n":
             await anyio.sleep(0.2)
             _, out = await run(client, query, store_history=False)
-    reply = await client.history(hist_access_type="search", pattern="history_marker_*", timeout=30)
+    reply = await client.history(hist_access_type="search", pattern=marker, timeout=30)
     assert [entry[2] for entry in reply.content["history"]] == [marker]
 
 

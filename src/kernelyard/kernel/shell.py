@@ -15,6 +15,8 @@ request the running code works for:
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import IPython.core.page
@@ -97,20 +99,46 @@ class HistoryWriter:
     QUIET = 1.0
     CACHED_CELLS = 100
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._manager = manager
-        self._cells = 0
+        self._loop = loop  # the main shell's: it lives as long as the kernel
+        self._lock = threading.Lock()
+        self._last_cell = 0.0  # time.monotonic() of the latest stored cell
+        self._armed = False
         if manager is not None and manager.enabled:
             manager.db_cache_size = self.CACHED_CELLS
 
     def cell_done(self) -> None:
-        """Note a stored cell (on a worker's loop): write it after a quiet second."""
-        self._cells += 1
-        asyncio.get_running_loop().call_later(self.QUIET, self._write_if_quiet, self._cells)
+        """Note a stored cell (from any worker's thread): write it after a quiet second.
 
-    def _write_if_quiet(self, cells: int) -> None:
+        One timer at a time, on the main shell's loop, re-armed for the rest of
+        the quiet second when it fires early: a timer per cell woke the loop
+        once for every cell run a second before (a thousand wake-ups a second
+        under a stream of requests).
+        """
+        with self._lock:
+            self._last_cell = time.monotonic()
+            if self._armed:
+                return
+            self._armed = True
+        try:
+            on_main_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_main_loop = False
+        if on_main_loop:
+            self._loop.call_later(self.QUIET, self._write_if_quiet)
+        else:
+            self._loop.call_soon_threadsafe(self._loop.call_later, self.QUIET, self._write_if_quiet)
+
+    def _write_if_quiet(self) -> None:
+        with self._lock:
+            wait = self._last_cell + self.QUIET - time.monotonic()
+            if wait > 0:
+                self._loop.call_later(wait, self._write_if_quiet)
+                return
+            self._armed = False
         manager = self._manager
-        if cells != self._cells or manager is None or not manager.enabled:
+        if manager is None or not manager.enabled:
             return
         if manager.using_thread and manager.save_flag is not None:
             manager.save_flag.set()  # IPython's saving thread writes it
@@ -216,13 +244,13 @@ def _page(data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = Non
 
 
 def create_shell(kernel: Kernel) -> KernelShell:
-    """The kernel's shell singleton (call once, on the main thread)."""
+    """The kernel's shell singleton (call once, from the main shell's running loop)."""
     shell = KernelShell.instance(
         displayhook_class=KernelDisplayHook,
         display_pub_class=KernelDisplayPublisher,
     )
     shell.kernel = kernel
     shell.input_transformer_manager = KernelTransformerManager()  # type: ignore[no-untyped-call]
-    shell.history_writer = HistoryWriter(shell.history_manager)
+    shell.history_writer = HistoryWriter(shell.history_manager, asyncio.get_running_loop())
     IPython.core.page.page = _page
     return shell
