@@ -21,7 +21,6 @@ high-water mark (the kernel coalesces output, so the message count stays low).
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
 import itertools
 import logging
@@ -236,29 +235,37 @@ class KernelSockets:
         poller.register(self._wake_r, zmq.POLLIN)
         if self._watch_fd is not None:
             poller.register(self._watch_fd, zmq.POLLIN)
+        # Every step a round trip takes here is on its critical path: the wake-up pipe
+        # is read only when it woke us, and the call heap and the outbox are looked
+        # at without the lock first (a call or a send added after the look wakes us).
+        wake_r = self._wake_r
+        timeout: int | None = 0
         try:
             while True:
-                timeout = self._next_timeout_ms()
                 events = poller.poll(timeout)
                 for target, _ in events:
                     polled = by_socket.get(target)
                     if polled is not None:
                         self._drain(polled)
+                    elif target == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 4096)
                     elif target == self._watch_fd:
                         poller.unregister(target)
                         if self._on_watch_fd is not None:
                             self._guarded(self._on_watch_fd)
-                self._run_due_calls()
-                if self._flush_outbox():
+                if self._calls:
+                    self._run_due_calls()
+                if (self._outbox or self._stopping) and self._flush_outbox():
                     break
+                timeout = self._next_timeout_ms()
         finally:
             self._stop_heartbeat()
 
     def _next_timeout_ms(self) -> int | None:
+        """How long to sleep; from here on a send or a call writes the wake-up pipe."""
         with self._lock:
             self._woken = False
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_r, 4096)
             if self._outbox or self._stopping:
                 return 0
             if not self._calls:
@@ -267,19 +274,21 @@ class KernelSockets:
 
     def _drain(self, channel: Channel) -> None:
         sock = self._sockets[channel]
+        handler = self._handlers.get(channel)
         # Edge-triggered under the hood: read until EAGAIN so nothing is left behind.
         for _ in range(1000):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if channel is Channel.IOPUB:
-                if frames and frames[0][:1] == b"\x01":
-                    self._guarded(functools.partial(self._on_subscribe, frames[0][1:]))
-                continue
-            handler = self._handlers.get(channel)
-            if handler is not None:
-                self._guarded(functools.partial(handler, frames))
+            try:
+                if channel is Channel.IOPUB:
+                    if frames and frames[0][:1] == b"\x01":
+                        self._on_subscribe(frames[0][1:])
+                elif handler is not None:
+                    handler(frames)
+            except Exception:  # a handler bug must not kill the thread that owns every socket
+                log.exception("error in a kernel I/O callback")
 
     def _run_due_calls(self) -> None:
         now = time.monotonic()
