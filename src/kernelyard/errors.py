@@ -21,6 +21,7 @@ The tree::
     │   ├── ReplyTimeout              no reply in time (TimeoutError)
     │   └── ExecutionError            an execute reply with status "error", on request
     ├── RequestRejected               the server refuses a client's HTTP request (status)
+    ├── DebuggerError                 the kernel's debugger cannot do what was asked
     └── GatewayError                  the remote gateway is unreachable or failed
         └── GatewayHTTPError          the remote gateway answered with an HTTP error
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "ChannelClosed",
     "ConnectionInfoError",
+    "DebuggerError",
     "ExecutionError",
     "GatewayError",
     "GatewayHTTPError",
@@ -204,6 +206,16 @@ class RequestRejected(KernelyardError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+# -- kernel -----------------------------------------------------------------
+
+
+class DebuggerError(KernelyardError):
+    """The kernel's debugger cannot serve a debug_request: debugpy is missing or
+    failed to start, the debug adapter went away or did not answer in time.
+    The kernel answers with a failed DAP response carrying this message.
+    """
 
 
 # -- gateway ----------------------------------------------------------------

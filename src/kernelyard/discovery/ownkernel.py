@@ -6,8 +6,9 @@ installs or offers it, and recommends ``interrupt_mode: message``: the kernel
 answers ``interrupt_request`` on its control thread, which works where signals
 do not reach (Windows, containers, remote provisioners). It advertises the
 registration handshake (JEP 66) through ``metadata.kernelyard.handshake``,
-and lists in ``metadata.kernelyard.preload`` what a fork server imports once
-so that kernels are forked from it instead of importing IPython each time.
+lists in ``metadata.kernelyard.preload`` what a fork server imports once
+so that kernels are forked from it instead of importing IPython each time,
+and says ``metadata.debugger: true`` (JupyterLab offers its debugger for it).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def kernelyard_spec(
         display_name=display_name or f"Python {sys.version_info.major} (kernelyard)",
         language="python",
         interrupt_mode="message",
-        metadata={"kernelyard": {"handshake": True, "preload": list(PRELOAD)}, "debugger": False},
+        metadata={"kernelyard": {"handshake": True, "preload": list(PRELOAD)}, "debugger": True},
         kernel_protocol_version="5.5",
         resource_dir=resource_dir,
     )

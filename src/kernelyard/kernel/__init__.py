@@ -23,7 +23,15 @@ kernelyard-hb
     Owns the heartbeat ROUTER, echoed by libzmq's proxy without the GIL.
 kernelyard-control
     Control requests: kernel_info, interrupt, shutdown, subshell
-    create/delete/list, debug. Never runs user code. Owns no socket.
+    create/delete/list; hands debug requests to the debugger thread. Never
+    runs user code. Owns no socket.
+kernelyard-debugger
+    Started by the first ``debug_request`` (:mod:`.debugger`): an asyncio
+    loop serving debug requests in order, and the TCP connection to
+    debugpy's adapter (not a ZeroMQ socket). Never runs user code: it reads
+    variables on the main shell's loop, or asks debugpy, which evaluates on
+    the stopped thread. debugpy traces the main and subshell threads only;
+    the kernel's own threads are marked ``pydev_do_not_trace``.
 kernelyard-subshell-<id>
     One per subshell (JEP 91): its own asyncio loop and execute queue, sharing
     the user namespace. Owns no socket.

@@ -1,9 +1,10 @@
 """The control channel's thread: answers while user code holds the shells.
 
-Runs kernel_info, interrupt, shutdown, the subshell requests (JEP 91) and
-debug requests, one at a time, each bracketed by busy/idle on IOPub. No user
-code ever runs on this thread, so an interrupt or a shutdown is answered
-while a cell blocks.
+Runs kernel_info, interrupt, shutdown and the subshell requests (JEP 91),
+one at a time, each bracketed by busy/idle on IOPub, and hands debug
+requests to the debugger's thread (they may wait for debugpy). No user code
+ever runs on this thread, so an interrupt or a shutdown is answered while a
+cell blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kernelyard.kernel.context import current_request
+from kernelyard.kernel.debugger import do_not_trace
 from kernelyard.kernel.session import Request
 from kernelyard.kernel.worker import error_content, subshell_not_found, unknown_request
 
@@ -33,6 +35,8 @@ def _kernel_info(kernel: Kernel, request: Request) -> dict[str, Any]:
 
 
 def _shutdown(kernel: Kernel, request: Request) -> dict[str, Any]:
+    # Before the reply: a manager may end the process as soon as it has the reply.
+    kernel.debugger.remove_cells()
     content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
     kernel.publisher.publish("shutdown_reply", content, request.msg)
     kernel.request_exit()
@@ -59,15 +63,6 @@ def _list_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
     return {"status": "ok", "subshell_id": kernel.subshell_ids()}
 
 
-def _debug(kernel: Kernel, request: Request) -> dict[str, Any]:
-    return {
-        "status": "error",
-        "ename": "DebuggerNotAvailable",
-        "evalue": "this kernel has no debugger (supported_features does not list 'debugger')",
-        "traceback": [],
-    }
-
-
 CONTROL_HANDLERS: dict[str, ControlHandler] = {
     "kernel_info_request": _kernel_info,
     "shutdown_request": _shutdown,
@@ -75,7 +70,6 @@ CONTROL_HANDLERS: dict[str, ControlHandler] = {
     "create_subshell_request": _create_subshell,
     "delete_subshell_request": _delete_subshell,
     "list_subshell_request": _list_subshell,
-    "debug_request": _debug,
 }
 
 
@@ -85,7 +79,9 @@ class ControlThread:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = kernel
         self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="kernelyard-control", daemon=True)
+        self._thread = do_not_trace(
+            threading.Thread(target=self._run, name="kernelyard-control", daemon=True)
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -104,6 +100,9 @@ class ControlThread:
 
     def _handle(self, request: Request) -> None:
         kernel = self._kernel
+        if request.msg_type == "debug_request":  # may wait for debugpy: served elsewhere
+            kernel.debugger.submit(request)
+            return
         token = current_request.set(request)
         kernel.publisher.status("busy", request.msg)
         try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernelyard.kernel.context import RequestContext
 from kernelyard.kernel.control import ControlThread
+from kernelyard.kernel.debugger import Debugger, do_not_trace
 from kernelyard.kernel.handlers import SHELL_HANDLERS
 from kernelyard.kernel.publisher import Publisher
 from kernelyard.kernel.session import KernelSession, Request
@@ -85,6 +86,7 @@ class Kernel:
         self.stdin = StdinBroker(self)
         self.main = ShellWorker(self, None, SHELL_HANDLERS)
         self.control = ControlThread(self)
+        self.debugger = Debugger(self)
         self._subshells: dict[str, _Subshell] = {}
         self._subshells_lock = threading.Lock()
         self._shell: Any = None
@@ -102,13 +104,16 @@ class Kernel:
 
     def start(self) -> None:
         """Start the socket threads and the control thread; install streams, input and SIGINT."""
+        for thread in self.sockets.threads:
+            do_not_trace(thread)
         self.sockets.start()
         self.control.start()
         sys.stdout = OutStream("stdout", self.publisher, self.requests)
         sys.stderr = OutStream("stderr", self.publisher, self.requests)
         self.stdin.install()
         signal.signal(signal.SIGINT, self._on_sigint)
-        threading.Thread(target=self._warm_up, name="kernelyard-warm-up", daemon=True).start()
+        warm_up = threading.Thread(target=self._warm_up, name="kernelyard-warm-up", daemon=True)
+        do_not_trace(warm_up).start()
 
     def run(self) -> None:
         """Serve the main shell until an exit is asked for, then close everything."""
@@ -125,6 +130,7 @@ class Kernel:
             subshell.worker.stop()
             subshell.thread.join(1.0)
         self.control.stop()
+        self.debugger.stop()
         if self._shell is not None:
             atexit.unregister(self._shell.atexit_operations)
             try:
@@ -143,7 +149,8 @@ class Kernel:
             return
         self._exit_asked.set()
         self.main.stop()
-        threading.Thread(target=self._force_exit, name="kernelyard-exit", daemon=True).start()
+        force = threading.Thread(target=self._force_exit, name="kernelyard-exit", daemon=True)
+        do_not_trace(force).start()
 
     def _force_exit(self) -> None:
         if self._closed.locked():
@@ -206,8 +213,11 @@ class Kernel:
                 {"text": "Python Reference", "url": "https://docs.python.org/3/"},
                 {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/"},
             ],
-            "debugger": False,
-            "supported_features": ["kernel subshells"],
+            "debugger": self.debugger.available,
+            "supported_features": [
+                "kernel subshells",
+                *(["debugger"] if self.debugger.available else []),
+            ],
         }
 
     def send_reply(self, request: Request, content: dict[str, Any]) -> None:

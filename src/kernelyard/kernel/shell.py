@@ -20,12 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import IPython.core.page
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 
 if TYPE_CHECKING:
+    from kernelyard.kernel.dap import CellNames
     from kernelyard.kernel.kernel import Kernel
 
 __all__ = ["HistoryWriter", "KernelShell", "create_shell"]
@@ -177,6 +179,20 @@ class KernelTransformerManager(TransformerManager):
         return super().do_token_transforms(lines)  # type: ignore[no-any-return,no-untyped-call]
 
 
+class CellCompiler(CachingCompiler):
+    """IPython's compiler, naming each cell's code after the file the debugger dumps
+    it to (:class:`~kernelyard.kernel.dap.CellNames`), so breakpoints set there hit;
+    tracebacks still say ``Cell In[n]``.
+    """
+
+    def __init__(self, names: CellNames) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._names = names
+
+    def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        return self._names.path_for(raw_code)
+
+
 class KernelShell(InteractiveShell):
     """The InteractiveShell of the kernelyard kernel (``get_ipython()`` in cells)."""
 
@@ -250,6 +266,8 @@ def create_shell(kernel: Kernel) -> KernelShell:
         display_pub_class=KernelDisplayPublisher,
     )
     shell.kernel = kernel
+    if kernel.debugger.available:
+        shell.compile = CellCompiler(kernel.debugger.cells)
     shell.input_transformer_manager = KernelTransformerManager()  # type: ignore[no-untyped-call]
     shell.history_writer = HistoryWriter(shell.history_manager, asyncio.get_running_loop())
     IPython.core.page.page = _page

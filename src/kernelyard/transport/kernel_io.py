@@ -192,6 +192,11 @@ class KernelSockets:
     def info(self) -> ConnectionInfo:
         return self._info
 
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        """The I/O and heartbeat threads (not started before :meth:`start`)."""
+        return (self._io_thread, self._hb_thread)
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, stop both threads, close every socket."""
         with self._lock:
