@@ -15,9 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+# Byte-compile our sources, as installing a wheel does: an editable install is never
+# compiled where PYTHONDONTWRITEBYTECODE is set (it is on our machines), and then every
+# kernel process compiles kernelyard's modules again when it starts (~30 ms).
+COMPILE := $(BIN)/python -m compileall -q src
+
 ## The main job: the kernel server (jupyter_server's kernels API), our kernel as the default.
 ## Extra flags: make run ARGS='--port 9999 --no-token'
 run: $(STAMP)
+	$(COMPILE)
 	$(BIN)/kernelyard serve $(ARGS)
 
 ## Everything CI runs: lint, types, tests with coverage.
@@ -34,6 +40,7 @@ test: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
 bench: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m benchmarks
 
 clean:
