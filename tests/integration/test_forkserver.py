@@ -20,7 +20,7 @@ from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE, ZYGOTE, Forked
 from kernelyard.provisioning.launch import LaunchSpec
 from kernelyard.provisioning.process import ProcessEvents
 
-from ..helpers import make_spec_dir, wait_for_output
+from ..helpers import Collect, make_spec_dir, wait_for_output
 from .conftest import KERNELYARD
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -132,14 +132,12 @@ async def test_a_forked_kernel_is_what_a_spawned_one_would_be(
             " sys.path[0], __name__, sys.stdin.read())\n"
             "sys.__stderr__.write('to the real stderr\\n'); sys.__stderr__.flush()"
         )
-        out: list[str] = []
-        reply = await client.execute_interactive(
-            code,
-            output_hook=lambda m: out.append(m.content.get("text", "")),
-            timeout=30,
-        )
+        out = Collect()
+        reply = await client.execute_interactive(code, output_hook=out, timeout=30)
         assert reply.content["status"] == "ok"
-        assert "".join(out).split() == [
+        # Descriptor 2 is captured: shown to the frontend, and copied to the real stderr.
+        assert out.text("stderr") == "to the real stderr\n"
+        assert out.text().split() == [
             str(work),
             "from-spec",
             "per-launch",

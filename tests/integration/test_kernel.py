@@ -417,18 +417,42 @@ async def test_garbage_and_forged_messages_are_dropped_and_the_kernel_goes_on(
 ) -> None:
     info = manager.connection_info
     assert info is not None
+    assert manager.process is not None
     stream = open_channel(info, Channel.SHELL)
-    try:
-        await stream.send([b"not a jupyter message"])
-        await stream.send([b"<IDS|MSG>", b"bad", b"{}", b"{}", b"{}", b"{}"])
-        forged = client.message("execute_request", {"code": "forged = True"})
-        frames = encode(forged, Signer(b"not the key"))
-        await stream.send(frames)
-    finally:
-        stream.close()
-    reply, out = await run(client, "'forged' in globals()")
+    async with client.iopub() as messages:
+        try:
+            await stream.send([b"not a jupyter message"])
+            await stream.send([b"<IDS|MSG>", b"bad", b"{}", b"{}", b"{}", b"{}"])
+            forged = client.message("execute_request", {"code": "forged = True"})
+            await stream.send(encode(forged, Signer(b"not the key")))
+            # The kernel logs each message it drops to its own stderr (not to the frontend).
+            with anyio.fail_after(10):
+                while (await manager.process.stderr_tail(settle=0.1)).count("dropping") < 3:
+                    pass
+        finally:
+            stream.close()  # only now: closing drops what the socket has not sent yet
+        reply, out = await run(client, "'forged' in globals()")
+        seen = messages.receive_nowait
+        published = [seen() for _ in range(messages.statistics().current_buffer_used)]
     assert reply.content["status"] == "ok"
     assert out.of("execute_result")[0].content["data"]["text/plain"] == "False"
+    assert [m for m in published if m.msg_type == "stream"] == []
+
+
+async def test_output_written_below_python_reaches_the_frontend(client: KernelClient) -> None:
+    code = (
+        "import os, subprocess, sys\n"
+        "os.system('echo from a shell')\n"
+        "os.write(2, 'straight to fd 2 \\u00e9\\n'.encode())\n"
+        "e_acute = 'é'.encode()\n"
+        "os.write(1, e_acute[:1]); os.write(1, e_acute[1:] + b' split in two writes\\n')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"from a child\")'])\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"via fileno\")'], stdout=sys.stdout)\n"
+    )
+    reply, out = await run(client, code)  # everything before the reply, under this execute
+    assert reply.content["status"] == "ok"
+    assert out.text() == "from a shell\né split in two writes\nfrom a child\nvia fileno\n"
+    assert out.text("stderr") == "straight to fd 2 é\n"
 
 
 async def test_an_execute_with_code_that_is_not_text_gets_an_error_reply(

@@ -35,6 +35,10 @@ kernelyard-debugger
 kernelyard-subshell-<id>
     One per subshell (JEP 91): its own asyncio loop and execute queue, sharing
     the user namespace. Owns no socket.
+kernelyard-fd-capture
+    Reads the pipes that file descriptors 1 and 2 now lead to (output of
+    subprocesses and C code, :mod:`.fdcapture`) and publishes it; an execute
+    drains them itself before its reply. Owns no socket.
 kernelyard-warm-up
     Imports IPython once at start, then ends.
 

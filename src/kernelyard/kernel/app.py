@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from kernelyard.errors import ConnectionInfoError, KernelyardError
 from kernelyard.kernel.kernel import Kernel
@@ -46,11 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a kernel until it is shut down; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.__stderr__,
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="[kernelyard kernel %(levelname)s] %(message)s",
-    )
+    _log_to(sys.__stderr__, debug=args.debug)
     path = Path(args.connection_file)
     try:
         info = _read_or_new(path)
@@ -65,8 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kernelyard kernel: {exc}", file=sys.__stderr__)
         return 1
     kernel.start()
+    # Descriptor 2 now leads to the frontend: the kernel's own log goes where it went.
+    _log_to(kernel.fd_capture.open_original_stderr(), debug=args.debug)
     kernel.run()
     return 0
+
+
+def _log_to(stream: TextIO | None, *, debug: bool) -> None:
+    logging.basicConfig(
+        stream=stream,
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="[kernelyard kernel %(levelname)s] %(message)s",
+        force=True,
+    )
 
 
 def _read_or_new(path: Path) -> ConnectionInfo:

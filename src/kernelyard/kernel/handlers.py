@@ -54,7 +54,9 @@ async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
         result = await _run_cell(worker, shell, code, store_history=store_history, silent=silent)
     finally:
         worker.executing = False
-    # Output the cell wrote stays ahead of the reply and the idle status.
+    # Output the cell wrote stays ahead of the reply and the idle status (also what
+    # a subprocess it ran wrote to the captured descriptors).
+    kernel.fd_capture.drain()
     kernel.publisher.flush_now()
     count = shell.execution_count - 1 if store_history else shell.execution_count
     reply: dict[str, Any]

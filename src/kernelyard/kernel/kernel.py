@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kernelyard.kernel.context import RequestContext
 from kernelyard.kernel.control import ControlThread
 from kernelyard.kernel.debugger import Debugger, do_not_trace
+from kernelyard.kernel.fdcapture import FdCapture
 from kernelyard.kernel.handlers import SHELL_HANDLERS
 from kernelyard.kernel.publisher import Publisher
 from kernelyard.kernel.session import KernelSession, Request
@@ -87,6 +88,7 @@ class Kernel:
         self.main = ShellWorker(self, None, SHELL_HANDLERS)
         self.control = ControlThread(self)
         self.debugger = Debugger(self)
+        self.fd_capture = FdCapture(self.publisher, self.requests, on_thread=do_not_trace)
         self._subshells: dict[str, _Subshell] = {}
         self._subshells_lock = threading.Lock()
         self._shell: Any = None
@@ -108,8 +110,9 @@ class Kernel:
             do_not_trace(thread)
         self.sockets.start()
         self.control.start()
-        sys.stdout = OutStream("stdout", self.publisher, self.requests)
-        sys.stderr = OutStream("stderr", self.publisher, self.requests)
+        self.fd_capture.start()
+        sys.stdout = OutStream("stdout", self.publisher, self.requests, fileno=1)
+        sys.stderr = OutStream("stderr", self.publisher, self.requests, fileno=2)
         self.stdin.install()
         signal.signal(signal.SIGINT, self._on_sigint)
         warm_up = threading.Thread(target=self._warm_up, name="kernelyard-warm-up", daemon=True)
@@ -137,6 +140,7 @@ class Kernel:
                 self._shell.atexit_operations()
             except Exception:  # history is nice to keep, not worth a hang or a crash
                 log.exception("IPython's exit operations failed")
+        self.fd_capture.stop()
         self.publisher.flush_now()
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         self.sockets.close()

@@ -18,8 +18,11 @@ class OutStream(io.TextIOBase):
     publisher to send soon (see :mod:`kernelyard.kernel.publisher`).
     """
 
-    def __init__(self, name: str, publisher: Publisher, requests: RequestContext) -> None:
+    def __init__(
+        self, name: str, publisher: Publisher, requests: RequestContext, *, fileno: int
+    ) -> None:
         super().__init__()
+        self._fileno = fileno
         self._name = name
         self._publisher = publisher
         self._requests = requests
@@ -37,6 +40,11 @@ class OutStream(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
+
+    def fileno(self) -> int:
+        """The descriptor below this stream (1 or 2, captured: see :mod:`.fdcapture`), so
+        ``subprocess.run(..., stdout=sys.stdout)`` reaches the frontend too."""
+        return self._fileno
 
     def write(self, s: str) -> int:
         if not isinstance(s, str):
