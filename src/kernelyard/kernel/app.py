@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KernelyardError, OSError) as exc:
         print(f"kernelyard kernel: {exc}", file=sys.__stderr__)
         return 1
+    # Plots show in the notebook without %matplotlib inline, as with ipykernel: pyplot
+    # reads this when it is first imported (an explicit choice, or matplotlib.use(), wins).
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     kernel.start()
     # Descriptor 2 now leads to the frontend: the kernel's own log goes where it went.
     _log_to(kernel.fd_capture.open_original_stderr(), debug=args.debug)
