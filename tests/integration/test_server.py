@@ -272,6 +272,74 @@ async def test_execute_in_both_framings(server: Server, kernel: str, v1: bool) -
         assert got.content["protocol_version"] == "5.5"
 
 
+async def _debug(
+    ws: KernelSocket,
+    seq: int,
+    command: str,
+    skipped: list[Message] | None = None,
+    **arguments: object,
+) -> Message:
+    """A DAP request on control through the server; its debug_reply. What arrives
+    meanwhile goes to ``skipped``."""
+    request = {"type": "request", "seq": seq, "command": command, "arguments": arguments}
+    msg = ws.message("debug_request", request, channel=Channel.CONTROL)
+    await ws.send(msg)
+    with anyio.fail_after(60):
+        while (got := await ws.receive()).parent_header.get("msg_id") != msg.msg_id or (
+            got.channel is not Channel.CONTROL
+        ):
+            if skipped is not None:
+                skipped.append(got)
+    assert got.msg_type == "debug_reply"
+    assert got.content["success"], got.content
+    return got
+
+
+async def _debug_event(ws: KernelSocket, event: str) -> Message:
+    with anyio.fail_after(60):
+        while True:
+            got = await ws.receive()
+            if got.msg_type == "debug_event" and got.content.get("event") == event:
+                return got
+
+
+async def test_jupyterlabs_debugger_works_through_the_server(server: Server, kernel: str) -> None:
+    """The visual debugger's messages: debug_request/reply on control (v1 framing, as
+    JupyterLab), debug_event on IOPub to every connected client."""
+    async with (
+        kernel_socket(server, kernel, v1=True) as lab,
+        kernel_socket(server, kernel) as other,
+    ):
+        await _debug(lab, 1, "initialize", clientID="jupyterlab", adapterID="kernelyard")
+        await _debug(lab, 2, "attach")
+        await _debug(lab, 3, "configurationDone")
+        code = "total = 0\nfor i in range(3):\n    total += i\n"
+        path = (await _debug(lab, 4, "dumpCell", code=code)).content["body"]["sourcePath"]
+        await _debug(lab, 5, "setBreakpoints", source={"path": path}, breakpoints=[{"line": 3}])
+        execute = lab.message("execute_request", {"code": code, "silent": False})
+        await lab.send(execute)
+        stopped = await _debug_event(lab, "stopped")
+        assert stopped.content["body"]["reason"] == "breakpoint"
+        seen_by_other = await _debug_event(other, "stopped")  # IOPub: every client
+        assert seen_by_other.content == stopped.content
+        thread = stopped.content["body"]["threadId"]
+        frames = (await _debug(lab, 6, "stackTrace", threadId=thread)).content["body"]
+        assert (frames["stackFrames"][0]["line"], frames["stackFrames"][0]["source"]["path"]) == (
+            3,
+            path,
+        )
+        await _debug(lab, 7, "setBreakpoints", source={"path": path}, breakpoints=[])
+        skipped: list[Message] = []
+        await _debug(lab, 8, "continue", skipped, threadId=thread)
+        with anyio.fail_after(60):
+            while not any(m.channel is Channel.SHELL for m in skipped):
+                skipped.append(await lab.receive())
+        [reply] = [m for m in skipped if m.channel is Channel.SHELL]
+        assert reply.parent_header["msg_id"] == execute.msg_id
+        assert reply.content["status"] == "ok"
+        await _debug(lab, 9, "disconnect", restart=False, terminateDebuggee=False)
+
+
 async def test_the_default_kernel_is_forked_from_the_servers_fork_server(
     server: Server, http: httpx.AsyncClient
 ) -> None:
