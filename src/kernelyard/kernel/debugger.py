@@ -166,6 +166,9 @@ class Debugger:
             finally:
                 kernel.publisher.status("idle", request.msg)
         self._link.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def respond(self, request: Mapping[str, Any]) -> DapMessage:
         """The DAP response to the DAP request ``request``; never raises."""
@@ -309,17 +312,23 @@ class Debugger:
         finally:
             initialized.cancel()
         if not attach.done():  # the adapter waits for the configuration to be done
-            await self._link.request({"type": "request", "command": "configurationDone"})
+            try:
+                await self._link.request({"type": "request", "command": "configurationDone"})
+            except BaseException:
+                attach.cancel()
+                raise
         return await attach
 
     async def _configuration_done(self, message: DapMessage) -> DapMessage:
         return self._response(message, None)  # attach did it already
 
     async def _disconnect(self, message: DapMessage) -> DapMessage:
-        response = await self._link.request(message) if self._link.connected else None
-        self._link.close()
-        self.breakpoints.clear()
-        self.stopped_threads.clear()
+        try:
+            response = await self._link.request(message) if self._link.connected else None
+        finally:  # disconnected here whatever the adapter answers
+            self._link.close()
+            self.breakpoints.clear()
+            self.stopped_threads.clear()
         shell = await self._kernel.shell()
         await self._on_main(lambda: self._restore_leading_empty_lines(shell))
         return response or self._response(message, None)
@@ -430,7 +439,9 @@ class Debugger:
                 import ast
 
                 with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError):
-                    data, metadata = ast.literal_eval(reply["body"]["result"])
+                    found = ast.literal_eval(reply["body"]["result"])  # (data, metadata)
+                    if isinstance(found, tuple) and all(isinstance(d, dict) for d in found):
+                        data, metadata = found
         else:
             shell = await self._kernel.shell()
 
