@@ -439,6 +439,30 @@ async def test_garbage_and_forged_messages_are_dropped_and_the_kernel_goes_on(
     assert [m for m in published if m.msg_type == "stream"] == []
 
 
+async def test_a_long_cell_publishes_while_it_runs(client: KernelClient) -> None:
+    """The main shell's messages wait for its loop to idle only briefly: a cell that
+    blocks still shows busy, its input and its displays while it runs."""
+    code = "import time\ntime.sleep(0.2)\ndisplay('halfway')\ntime.sleep(5)"
+    async with client.iopub() as messages, anyio.create_task_group() as tasks:
+        replies: list[Message] = []
+
+        async def execute() -> None:
+            replies.append(await client.execute(code, timeout=30))
+
+        tasks.start_soon(execute)
+        seen: list[Message] = []
+        with anyio.fail_after(3):  # long before the cell's 5 s are up
+            while not seen or seen[-1].msg_type != "display_data":
+                seen.append(await messages.receive())
+        assert replies == []
+        ours = seen[-1].parent_msg_id
+        assert [
+            (m.msg_type, m.content.get("execution_state")) for m in seen if m.parent_msg_id == ours
+        ] == [("status", "busy"), ("execute_input", None), ("display_data", None)]
+        await client.interrupt(timeout=10)
+    assert replies[0].content["status"] == "error"
+
+
 async def test_output_written_below_python_reaches_the_frontend(client: KernelClient) -> None:
     code = (
         "import os, subprocess, sys\n"

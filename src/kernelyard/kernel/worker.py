@@ -36,11 +36,15 @@ Handler = Callable[["ShellWorker", Request], Awaitable[dict[str, Any] | None]]
 
 
 class _WatchedSelector(selectors.DefaultSelector):
-    """A selector that knows whether its loop is waiting (idle) or running code."""
+    """A selector that knows whether its loop is waiting (idle) or running code,
+    and calls ``on_idle`` each time before it waits."""
 
     waiting = False
+    on_idle: Callable[[], None] | None = None
 
     def select(self, timeout: float | None = None) -> Any:
+        if self.on_idle is not None:
+            self.on_idle()
         self.waiting = True
         try:
             return super().select(timeout)
@@ -56,11 +60,14 @@ class ShellWorker:
         kernel: Kernel,
         subshell_id: str | None,
         handlers: dict[str, Handler],
+        *,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.subshell_id = subshell_id
         self._handlers = handlers
         self._selector = _WatchedSelector()
+        self._selector.on_idle = on_idle
         self.loop = asyncio.SelectorEventLoop(self._selector)
         self._executes: deque[Request] = deque()
         self._failed_at = 0.0  # time.monotonic() of the last error reply

@@ -37,7 +37,7 @@ from kernelyard.errors import ConnectionInfoError
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["FrameHandler", "KernelSockets"]
+__all__ = ["FrameHandler", "Frames", "KernelSockets"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class KernelSockets:
         self._call_order = itertools.count()
         self._lock = threading.Lock()
         self._woken = False
+        self._look_at: float | None = None  # see look_soon()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -166,11 +167,24 @@ class KernelSockets:
 
     # -- any thread ----------------------------------------------------------
 
-    def send(self, channel: Channel, frames: Frames) -> None:
-        """Queue ``frames`` for ``channel``; the I/O thread writes them in call order."""
+    def send(self, channel: Channel, frames: Frames, *, defer: bool = False) -> None:
+        """Queue ``frames`` for ``channel``; the I/O thread writes them in call order.
+
+        ``defer``: the caller will call :meth:`flush_deferred` soon, so the I/O thread
+        is not woken now if it is going to look by itself shortly anyway
+        (:meth:`look_soon`); otherwise it is woken as for any send.
+        """
         with self._lock:
             self._outbox.append((channel, frames))
+            if defer and self._look_at is not None:
+                return
             self._wake_locked()
+
+    def flush_deferred(self) -> None:
+        """Have the I/O thread write what is queued (after deferred sends)."""
+        with self._lock:
+            if self._outbox:
+                self._wake_locked()
 
     def call_soon(self, func: Callable[[], None]) -> None:
         """Run ``func`` on the I/O thread, after the sends queued before it."""
@@ -267,15 +281,28 @@ class KernelSockets:
         finally:
             self._stop_heartbeat()
 
+    def look_soon(self, delay: float) -> None:
+        """I/O thread only: look at the outbox within ``delay`` s, woken or not; until
+        then deferred sends do not wake it.
+        """
+        self._look_at = time.monotonic() + delay
+
     def _next_timeout_ms(self) -> int | None:
         """How long to sleep; from here on a send or a call writes the wake-up pipe."""
         with self._lock:
             self._woken = False
             if self._outbox or self._stopping:
                 return 0
-            if not self._calls:
+            now = time.monotonic()
+            due = self._calls[0][0] if self._calls else None
+            if self._look_at is not None:
+                if self._look_at <= now:
+                    self._look_at = None
+                elif due is None or self._look_at < due:
+                    due = self._look_at
+            if due is None:
                 return None
-            return max(0, int((self._calls[0][0] - time.monotonic()) * 1000) + 1)
+            return max(0, int((due - now) * 1000) + 1)
 
     def _drain(self, channel: Channel) -> None:
         sock = self._sockets[channel]
