@@ -479,6 +479,22 @@ async def test_output_written_below_python_reaches_the_frontend(client: KernelCl
     assert out.text("stderr") == "straight to fd 2 é\n"
 
 
+async def test_a_burst_written_while_holding_the_gil_does_not_wedge_the_kernel(
+    client: KernelClient,
+) -> None:
+    # libc's write through PyDLL keeps the GIL, as a C extension printing from C does:
+    # the capture thread cannot drain the pipe meanwhile, so the pipe must hold it all.
+    code = (
+        "import ctypes\n"
+        "burst = b'x' * 500_000\n"
+        "written = ctypes.PyDLL(None).write(1, burst, len(burst))"
+    )
+    reply, out = await run(client, code, user_expressions={"written": "written"})
+    assert reply.content["status"] == "ok"
+    assert reply.content["user_expressions"]["written"]["data"]["text/plain"] == "500000"
+    assert out.text() == "x" * 500_000
+
+
 async def test_an_execute_with_code_that_is_not_text_gets_an_error_reply(
     client: KernelClient,
 ) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import logging
 import os
 import select
@@ -36,6 +37,8 @@ __all__ = ["FdCapture"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+#: Linux's default cap for an unprivileged process (/proc/sys/fs/pipe-max-size).
+_PIPE_SIZE = 1 << 20
 
 
 @dataclass
@@ -80,12 +83,15 @@ class FdCapture:
     def start(self) -> None:
         """Point descriptors 1 and 2 at pipes and start reading them."""
         for name, fd in (("stdout", 1), ("stderr", 2)):
-            read_end, write_end = os.pipe()
+            read_end, write_end = os.pipe()  # neither end inherited by subprocesses
+            # A C extension that writes while it holds the GIL blocks on a full pipe
+            # that this thread cannot drain without the GIL: a roomy pipe makes that rare.
+            with contextlib.suppress(OSError, AttributeError):  # capped, or not Linux
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
             original = os.dup(fd)
-            os.dup2(write_end, fd)
+            os.dup2(write_end, fd)  # fd itself stays inheritable: subprocesses write to it
             os.close(write_end)
             os.set_blocking(read_end, False)
-            os.set_inheritable(read_end, False)
             self._captured.append(_Captured(name, fd, original, read_end))
             self._by_fd[read_end] = self._captured[-1]
             self._ready.register(read_end, select.POLLIN)
