@@ -51,6 +51,19 @@ def test_code_output_result_and_exit_code(env: dict[str, str]) -> None:
     assert "err\n" in result.stderr
 
 
+@pytest.mark.parametrize("kernel", ["testpy", "pyimport/kernelyard"])
+def test_output_below_python_is_shown(env: dict[str, str], kernel: str) -> None:
+    # Whether the kernel captures descriptor 2 (ours; ipykernel, but not under pytest)
+    # or not, what is written there is shown: as a stream, or as the kernel's stderr,
+    # which the runner forwards. A kernel that does both (captures and copies to its
+    # stderr, as ipykernel and ours do) shows it twice: better than losing it.
+    code = "import os; os.write(1, b'to fd 1\\n'); os.write(2, b'to fd 2\\n');"
+    result = _run(env, kernel, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("to fd 1") == 1
+    assert result.stderr.count("to fd 2") >= 1
+
+
 def test_a_file_with_input_and_an_error(env: dict[str, str], tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text("name = input('name? ')\nprint('hello', name)\nraise ValueError('bad')\n")
