@@ -24,14 +24,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def read_message(reader: asyncio.StreamReader, decoder: DapDecoder) -> dict[str, Any]:
-    while True:
-        data = await reader.read(1 << 16)
-        assert data, "the link closed the connection"
-        found = decoder.feed(data)
-        if found:
-            assert len(found) == 1
-            return found[0]
+class Incoming:
+    """What the link sends the peer, a message at a time, however it was chunked."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._decoder = DapDecoder()
+        self._backlog: list[dict[str, Any]] = []
+
+    async def next(self) -> dict[str, Any]:
+        while not self._backlog:
+            data = await self._reader.read(1 << 16)
+            assert data, "the link closed the connection"
+            self._backlog += self._decoder.feed(data)
+        return self._backlog.pop(0)
 
 
 @asynccontextmanager
@@ -55,9 +61,9 @@ async def test_requests_carry_the_links_seq_and_answers_the_callers() -> None:
     events: list[dict[str, Any]] = []
 
     async def adapter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = DapDecoder()
+        incoming = Incoming(reader)
         for _ in range(2):
-            request = await read_message(reader, decoder)
+            request = await incoming.next()
             seen.append(request)
             writer.write(encode_dap({"type": "event", "event": "output", "body": {}}))
             writer.write(
@@ -103,7 +109,7 @@ async def test_an_adapter_that_does_not_answer_times_out() -> None:
 )
 async def test_a_broken_adapter_fails_what_is_pending(reply: bytes, reason: str) -> None:
     async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_message(reader, DapDecoder())
+        await Incoming(reader).next()
         writer.write(reply)
 
     async with peer(broken) as address:
@@ -118,13 +124,15 @@ async def test_a_broken_adapter_fails_what_is_pending(reply: bytes, reason: str)
 
 async def test_reverse_requests_are_refused_and_event_errors_do_not_end_the_link() -> None:
     answers: list[dict[str, Any]] = []
+    answered = asyncio.Event()
 
     async def adapter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = DapDecoder()
+        incoming = Incoming(reader)
         writer.write(encode_dap({"type": "event", "event": "boom"}))
         writer.write(encode_dap({"type": "request", "seq": 5, "command": "runInTerminal"}))
-        answers.append(await read_message(reader, decoder))
-        request = await read_message(reader, decoder)
+        answers.append(await incoming.next())
+        answered.set()
+        request = await incoming.next()
         writer.write(
             encode_dap({"type": "response", "request_seq": request["seq"], "success": True})
         )
@@ -136,8 +144,7 @@ async def test_reverse_requests_are_refused_and_event_errors_do_not_end_the_link
     async with peer(adapter) as address:
         link = DapLink(explode)
         await link.connect(*address)
-        while not answers:
-            await asyncio.sleep(0.01)
+        await answered.wait()  # the refusal went out, and the link still serves
         response = await link.request({"type": "request", "seq": 1, "command": "threads"})
         link.close()
     assert response["success"] is True
