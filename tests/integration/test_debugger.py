@@ -259,8 +259,13 @@ async def test_bad_debug_requests_get_failed_responses(dap: Dap) -> None:
     ] is False
     modules = await dap.ok("modules", startModule=0, moduleCount=100000)
     assert any(m["name"] == "kernelyard.kernel.debugger" for m in modules["modules"])
-    # The kernel is fine after all that.
-    await dap.start()
+    await dap.ok("initialize", **JUPYTERLAB_INITIALIZE)
+    bad_rules = await dap("attach", rules="not a list")
+    assert bad_rules["success"] is False
+    assert "rules" in bad_rules["message"]
+    # The debugger and the kernel are fine after all that.
+    await dap.ok("attach")
+    await dap.ok("configurationDone")
     assert (await dap.client.execute("1 + 1", timeout=30)).content["status"] == "ok"
 
 

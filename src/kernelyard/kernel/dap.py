@@ -19,6 +19,7 @@ set on the file stops in the cell (also in a function the cell defined).
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping
 from functools import lru_cache
@@ -69,10 +70,10 @@ def murmur2(data: bytes, seed: int) -> int:
 class CellNames:
     """Where the debugger finds each cell: ``{prefix}{murmur2(code, seed)}{suffix}``."""
 
-    def __init__(self, directory: str, *, seed: int = HASH_SEED, sep: str = "/") -> None:
+    def __init__(self, directory: str, *, seed: int = HASH_SEED) -> None:
         self.directory = directory
         self.seed = seed
-        self.prefix = directory + sep
+        self.prefix = directory + os.sep
         self.suffix = ".py"
         # Cells run again and again (a loop of round trips, a re-run notebook):
         # hashing is pure Python, so the names of recent cells are remembered.

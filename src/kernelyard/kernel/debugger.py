@@ -220,7 +220,7 @@ class Debugger:
         except TimeoutError:
             future.cancel()
             raise DebuggerError(
-                f"the main shell did not get to it within {wait:g} s (a cell is running)"
+                f"the main shell did not get to it within {wait:g} s (is a cell running?)"
             ) from None
 
     # -- events ----------------------------------------------------------------------
@@ -296,12 +296,15 @@ class Debugger:
         if self._address is None or not self._link.connected:
             raise DebuggerError("the debugger is not started (send 'initialize' first)")
         host, port = self._address
-        arguments = dict(message.get("arguments") or {})
+        arguments = dict(_arguments(message))
+        rules = arguments.get("rules", [])
+        if not isinstance(rules, list):
+            raise DebuggerError("attach: 'rules' must be a list")
         arguments["connect"] = {"host": host, "port": port}
         arguments.setdefault("justMyCode", True)
         # An editable install is not "library code": keep the kernel's frames out anyway.
         arguments["rules"] = [
-            *(arguments.get("rules") or []),
+            *rules,
             {"path": str(Path(__file__).parent.parent / "**"), "include": False},
         ]
         self._initialized.clear()

@@ -65,8 +65,8 @@ class _MainDefers:
 
     Woken at the request's busy status, the I/O thread would only wait for the
     GIL the shell holds, and be woken a second time when the shell lets go of it
-    (a wake-up costs tens of microseconds on a VM; -3.5 % round trip in a paired
-    run). Deferral is bounded: the I/O thread looks by itself
+    (a wake-up costs tens of microseconds on a VM; -4 to -5 % round trip in
+    paired runs). Deferral is bounded: the I/O thread looks by itself
     :data:`MAIN_DEFERS_FOR` after it handed the request over, and from then on
     every send wakes it, so a long cell's busy is late by 2 ms at most. Sends
     from other threads are never deferred.
