@@ -89,8 +89,6 @@ class KernelSockets:
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._hb_control_address = f"inproc://kernelyard-hb-{id(self)}"
-        self._hb_control: zmq.Socket[bytes] | None = None
         self._io_thread = threading.Thread(target=self._run, name="kernelyard-io", daemon=True)
         self._hb_thread = threading.Thread(
             target=self._run_heartbeat, name="kernelyard-hb", daemon=True
@@ -159,9 +157,6 @@ class KernelSockets:
 
     def start(self) -> None:
         """Start the I/O and heartbeat threads."""
-        hb_peer: zmq.Socket[bytes] = self._context.socket(zmq.PAIR)
-        hb_peer.bind(self._hb_control_address)
-        self._hb_control = hb_peer  # owned by the I/O thread from here on
         self._hb_thread.start()
         self._io_thread.start()
 
@@ -221,26 +216,29 @@ class KernelSockets:
         if self._io_thread.is_alive():  # pragma: no cover - a wedged I/O thread
             log.error("the I/O thread did not stop within %.1f s", timeout)
             return
+        hb_started = self._hb_thread.ident is not None
+        for channel, sock in self._sockets.items():
+            if channel is not Channel.HEARTBEAT or not hb_started:
+                sock.close()  # (a running heartbeat thread closes its own socket)
+        # Terminating the context ends the heartbeat's proxy (ETERM), whose thread then
+        # closes its socket; term() returns once every socket is closed and what the
+        # others still had queued has left (their linger).
+        self._context.term()
         if self._hb_thread.is_alive():
             self._hb_thread.join(timeout)
-        for sock in self._sockets.values():
-            sock.close()
-        self._context.term()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
     # -- heartbeat thread ----------------------------------------------------
 
     def _run_heartbeat(self) -> None:
-        control: zmq.Socket[bytes] = self._context.socket(zmq.PAIR)
-        control.connect(self._hb_control_address)
         hb = self._sockets[Channel.HEARTBEAT]
         try:
-            zmq.proxy_steerable(hb, hb, None, control)
-        except zmq.ZMQError as exc:  # pragma: no cover - only when the context dies
+            zmq.proxy(hb, hb)  # returns only when the context is terminated
+        except zmq.ZMQError as exc:
             log.debug("heartbeat proxy stopped: %s", exc)
         finally:
-            control.close(linger=0)
+            hb.close(linger=0)
 
     # -- I/O thread ----------------------------------------------------------
 
@@ -259,27 +257,24 @@ class KernelSockets:
         # at without the lock first (a call or a send added after the look wakes us).
         wake_r = self._wake_r
         timeout: int | None = 0
-        try:
-            while True:
-                events = poller.poll(timeout)
-                for target, _ in events:
-                    polled = by_socket.get(target)
-                    if polled is not None:
-                        self._drain(polled)
-                    elif target == wake_r:
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(wake_r, 4096)
-                    elif target == self._watch_fd:
-                        poller.unregister(target)
-                        if self._on_watch_fd is not None:
-                            self._guarded(self._on_watch_fd)
-                if self._calls:
-                    self._run_due_calls()
-                if (self._outbox or self._stopping) and self._flush_outbox():
-                    break
-                timeout = self._next_timeout_ms()
-        finally:
-            self._stop_heartbeat()
+        while True:
+            events = poller.poll(timeout)
+            for target, _ in events:
+                polled = by_socket.get(target)
+                if polled is not None:
+                    self._drain(polled)
+                elif target == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                elif target == self._watch_fd:
+                    poller.unregister(target)
+                    if self._on_watch_fd is not None:
+                        self._guarded(self._on_watch_fd)
+            if self._calls:
+                self._run_due_calls()
+            if (self._outbox or self._stopping) and self._flush_outbox():
+                break
+            timeout = self._next_timeout_ms()
 
     def look_soon(self, delay: float) -> None:
         """I/O thread only: look at the outbox within ``delay`` s, woken or not; until
@@ -348,10 +343,3 @@ class KernelSockets:
             func()
         except Exception:  # a handler bug must not kill the thread that owns every socket
             log.exception("error in a kernel I/O callback")
-
-    def _stop_heartbeat(self) -> None:
-        if self._hb_control is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self._hb_control.send(b"TERMINATE")
-            self._hb_control.close(linger=_CLOSE_LINGER_MS)
-            self._hb_control = None
