@@ -116,6 +116,7 @@ class KernelClient(KernelConnection):
             ) from None
         finally:
             self._executions.pop(msg.msg_id, None)
+            self._protocol.forget(msg.msg_id)
             execution.close()
         assert execution.reply is not None
         return execution.reply

@@ -27,7 +27,6 @@ import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,25 +34,27 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from kernelyard._clock import utcnow
 from kernelyard.client.execution import Execution
 from kernelyard.errors import (
     ChannelClosed,
     InvalidState,
     KernelDied,
     LocalProtocolError,
-    RemoteProtocolError,
     ReplyTimeout,
 )
 from kernelyard.transport import ChannelStream, Heartbeat, open_channel
 from kernelyard.wire import (
     MESSAGE_CHANNELS,
     Channel,
+    ClientProtocol,
     ConnectionInfo,
+    Dropped,
+    Event,
+    InputRequested,
+    IOPubReady,
     Message,
-    MessageFactory,
-    ReplayGuard,
-    decode,
-    encode,
+    Reply,
 )
 
 __all__ = ["KernelConnection"]
@@ -64,9 +65,8 @@ JSONDict = dict[str, Any]
 
 _READY_PROBE_INTERVAL = 0.5
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+#: What a request waits with: its reply's future (None: sent without waiting).
+Origin = asyncio.Future[Message] | None
 
 
 class KernelConnection:
@@ -85,9 +85,9 @@ class KernelConnection:
     ) -> None:
         self.connection_info = connection_info
         self.kernel_id = kernel_id
-        self._factory = MessageFactory(session=session, username=username, clock=_utcnow)
-        self._signer = connection_info.signer()
-        self._guard = ReplayGuard()
+        self._protocol: ClientProtocol[Origin] = ClientProtocol(
+            connection_info.signer(), session=session, username=username, clock=utcnow
+        )
         self._heartbeat = (
             Heartbeat(
                 connection_info,
@@ -100,22 +100,25 @@ class KernelConnection:
             else None
         )
         self._streams: dict[Channel, ChannelStream] = {}
-        self._pending: dict[str, asyncio.Future[Message]] = {}
         self._executions: dict[str, Execution] = {}
         self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
         self._stdin_send: MemoryObjectSendStream[Message] | None = None
         self._stdin_receive: MemoryObjectReceiveStream[Message] | None = None
-        self._probes: set[str] = set()
         self._iopub_live = anyio.Event()
         self._dead: KernelDied | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._tasks: TaskGroup | None = None
-        #: The last ``execution_state`` the kernel published ("unknown" before any).
-        self.execution_state = "unknown"
 
     @property
     def session(self) -> str:
-        return self._factory.session
+        return self._protocol.session
+
+    @property
+    def execution_state(self) -> str:
+        """The last ``execution_state`` the kernel published ("unknown" before any,
+        "dead" while it is reported dead).
+        """
+        return "dead" if self._dead is not None else self._protocol.execution_state
 
     @property
     def is_alive(self) -> bool:
@@ -129,9 +132,8 @@ class KernelConnection:
             raise InvalidState("client is already open")
         stack = AsyncExitStack()
         # A reopened connection has a new SUB socket: IOPub is live again only
-        # once this socket's own welcome (or probe status) arrives.
-        self._iopub_live = anyio.Event()
-        self._probes.clear()
+        # once this socket delivers.
+        self._iopub_reconnected()
         try:
             self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](
                 math.inf
@@ -185,14 +187,16 @@ class KernelConnection:
     def kernel_died(self, error: KernelDied) -> None:
         """Fail every pending call with ``error``; new calls fail until the kernel answers again."""
         self._dead = error
-        self.execution_state = "dead"
         self._fail_pending(error)
 
     def kernel_restarted(self) -> None:
         """The kernel answers again (restarted in place): calls may proceed."""
         self._dead = None
-        if self.execution_state == "dead":
-            self.execution_state = "unknown"  # until the new kernel publishes its status
+        self._iopub_reconnected()  # its state is unknown until the new kernel publishes
+
+    def _iopub_reconnected(self) -> None:
+        self._protocol.reconnected()
+        self._iopub_live = anyio.Event()
 
     def _heartbeat_lost(self, silence: float) -> None:
         self.kernel_died(
@@ -200,8 +204,8 @@ class KernelConnection:
         )
 
     def _fail_pending(self, error: Exception) -> None:
-        for future in self._pending.values():
-            if not future.done():
+        for future in self._protocol.pending():
+            if future is not None and not future.done():
                 future.set_exception(error)
         for execution in self._executions.values():
             execution.fail(error)
@@ -209,38 +213,40 @@ class KernelConnection:
     # -- receiving --------------------------------------------------------------
 
     async def _read(self, channel: Channel) -> None:
-        stream = self._streams[channel]
+        stream, receive, dispatch = (
+            self._streams[channel],
+            self._protocol.receive_batch,
+            self._dispatch,
+        )
         while True:
             try:
                 batch = await stream.receive_batch()
             except ChannelClosed:
                 return
-            for frames in batch:
-                try:
-                    _, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
-                except RemoteProtocolError as exc:
-                    log.warning("dropping an invalid message on %s: %s", channel.value, exc)
-                    continue
-                self._dispatch(msg)
+            for event in receive(channel, batch):
+                dispatch(event)
 
-    def _dispatch(self, msg: Message) -> None:
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, IOPubReady):
+            self._iopub_live.set()
+            return
+        if isinstance(event, Dropped):
+            log.warning("dropping an invalid message on %s: %s", event.channel.value, event.error)
+            return
+        msg = event.received.message()
         self._broadcast(msg)
         parent = msg.parent_msg_id
-        channel = msg.channel
-        if channel is Channel.IOPUB:
-            self._on_iopub(msg, parent)
         execution = self._executions.get(parent) if parent is not None else None
         if execution is not None:
             execution.on_message(msg)
-            return
-        if channel is Channel.STDIN:
-            self._unclaimed_input(msg)
-        elif channel is not Channel.IOPUB and parent is not None:
-            future = self._pending.get(parent)
-            if future is None:
-                log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
-            elif not future.done():
+        elif isinstance(event, Reply):
+            future = event.origin
+            if future is not None and not future.done():
                 future.set_result(msg)
+        elif msg.channel is Channel.STDIN:
+            self._unclaimed_input(msg)
+        elif msg.channel is not Channel.IOPUB and not isinstance(event, InputRequested):
+            log.debug("reply %s to %s has no waiting caller", msg.msg_type, parent)
 
     def _unclaimed_input(self, msg: Message) -> None:
         """An input request for no execute_interactive: for :meth:`stdin_requests`."""
@@ -249,16 +255,6 @@ class KernelConnection:
                 self._stdin_send.send_nowait(msg)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             log.warning("input_request %s arrived after the client closed", msg.msg_id)
-
-    def _on_iopub(self, msg: Message, parent: str | None) -> None:
-        if msg.msg_type == "status":
-            state = msg.content.get("execution_state")
-            if isinstance(state, str):
-                self.execution_state = state
-        elif msg.msg_type == "iopub_welcome":
-            self._iopub_live.set()
-        if parent in self._probes:
-            self._iopub_live.set()
 
     def _broadcast(self, msg: Message) -> None:
         for subscriber, channels in list(self._subscribers.items()):
@@ -308,10 +304,13 @@ class KernelConnection:
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` on its channel (no reply is awaited)."""
+        await self._send(msg, None)
+
+    async def _send(self, msg: Message, origin: Origin) -> None:
         self._check_open()
         if msg.channel is None or msg.channel not in self._streams or msg.channel is Channel.IOPUB:
             raise LocalProtocolError(f"cannot send a message on channel {msg.channel!r}")
-        await self._streams[msg.channel].send(encode(msg, self._signer))
+        await self._streams[msg.channel].send(self._protocol.send(msg, origin))
 
     def message(
         self,
@@ -325,7 +324,7 @@ class KernelConnection:
         parent: Message | None = None,
     ) -> Message:
         """A new message from this client's session."""
-        return self._factory.message(
+        return self._protocol.factory.message(
             msg_type,
             content,
             channel=channel,
@@ -342,13 +341,12 @@ class KernelConnection:
         dies first, ChannelClosed if the client closes first.
         """
         self._check_open()
-        future = asyncio.get_running_loop().create_future()
-        self._pending[msg.msg_id] = future
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         try:
-            await self.send(msg)
+            await self._send(msg, future)
             return await self._wait(future, msg, timeout)
         finally:
-            self._pending.pop(msg.msg_id, None)
+            self._protocol.forget(msg.msg_id)
 
     async def _wait(
         self, future: asyncio.Future[Message], msg: Message, timeout: float | None
@@ -382,8 +380,8 @@ class KernelConnection:
     async def wait_for_ready(self, timeout: float | None = 60.0) -> Message:
         """Wait until the kernel answers and IOPub delivers; returns the kernel_info reply.
 
-        IOPub is live once ``iopub_welcome`` arrived (kernels with XPUB) or
-        once a status message for one of our kernel_info requests did (older
+        IOPub is live once it delivered anything: ``iopub_welcome`` (kernels
+        with XPUB) or the status of one of our kernel_info requests (older
         kernels). No fixed drain delay, and no IOPub message is discarded.
         """
         try:
@@ -399,6 +397,4 @@ class KernelConnection:
             raise ReplyTimeout(f"kernel not ready within {timeout} s") from None
 
     async def _probe(self) -> Message:
-        msg = self.message("kernel_info_request")
-        self._probes.add(msg.msg_id)
-        return await self.request(msg)
+        return await self.request(self.message("kernel_info_request"))

@@ -1,31 +1,29 @@
 """The kernel's message session: decode what arrives, build and sign what leaves.
 
-Decoding happens on the I/O thread only (the replay guard is not shared);
-building and signing happen on whichever thread replies (the signer copies
-keyed hashlib states, which is safe from any thread).
+The rules are :class:`~kernelyard.wire.KernelProtocol`'s. Decoding happens on
+the I/O thread only (the replay guard is not shared); building and signing
+happen on whichever thread replies (the signer copies keyed hashlib states,
+which is safe from any thread).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from kernelyard.errors import RemoteProtocolError
+from kernelyard._clock import utcnow
 from kernelyard.wire.channel import Channel
-from kernelyard.wire.codec import decode, encode
 from kernelyard.wire.connection import ConnectionInfo
-from kernelyard.wire.message import Message, MessageFactory
-from kernelyard.wire.signing import ReplayGuard
+from kernelyard.wire.frame import Frame, Frames
+from kernelyard.wire.message import Message
+from kernelyard.wire.protocol import Dropped, KernelProtocol
 
 __all__ = ["KernelSession", "Request"]
 
 log = logging.getLogger(__name__)
-
-Frame = bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,50 +54,26 @@ class Request:
         return self.msg_type.removesuffix("_request") + "_reply"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class KernelSession:
-    """Signs with the connection's key; one per kernel process."""
+    """The kernel's end of its connection (one per kernel process): drives the
+    sans-I/O :class:`~kernelyard.wire.KernelProtocol` and logs what it drops.
+    """
 
     def __init__(self, info: ConnectionInfo, *, session: str | None = None) -> None:
-        self._signer = info.signer()
-        self._guard = ReplayGuard()
-        self.factory = MessageFactory(session=session, username="kernel", clock=_now)
+        self.protocol = KernelProtocol(info.signer(), session=session, clock=utcnow)
+        #: Build a message answering a parent (carrying its subshell_id); any thread.
+        self.message = self.protocol.message
+        #: The signed frames of a message (LocalProtocolError if it cannot be encoded).
+        self.frames = self.protocol.frames
 
     @property
     def session_id(self) -> str:
-        return self.factory.session
+        return self.protocol.session
 
-    def decode(self, channel: Channel, frames: Sequence[Frame]) -> Request | None:
+    def decode(self, channel: Channel, frames: Frames) -> Request | None:
         """The request in ``frames``, or None (logged once) when it is malformed or forged."""
-        try:
-            identities, msg = decode(frames, self._signer, guard=self._guard, channel=channel)
-        except RemoteProtocolError as exc:
-            log.warning("dropping a bad message on %s: %s", channel, exc)
+        event = self.protocol.receive(channel, frames)
+        if isinstance(event, Dropped):
+            log.warning("dropping a bad message on %s: %s", channel, event.error)
             return None
-        return Request(channel, identities, msg)
-
-    def message(
-        self,
-        msg_type: str,
-        content: Mapping[str, Any] | None,
-        parent: Message | None,
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        buffers: Sequence[Frame] = (),
-    ) -> Message:
-        """A new message answering ``parent``; it carries the parent's subshell_id."""
-        return self.factory.message(
-            msg_type,
-            content,
-            parent=parent,
-            metadata=metadata,
-            buffers=[b if isinstance(b, bytes | memoryview) else memoryview(b) for b in buffers],
-            subshell_id=parent.subshell_id if parent is not None else None,
-        )
-
-    def frames(self, msg: Message, identities: Sequence[Frame] = ()) -> list[Frame]:
-        """The signed frames of ``msg`` (LocalProtocolError if it cannot be encoded)."""
-        return encode(msg, self._signer, identities=identities)
+        return Request(channel, event.received.identities, event.message)

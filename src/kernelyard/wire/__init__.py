@@ -17,6 +17,7 @@ from kernelyard.wire.codec import (
     split,
 )
 from kernelyard.wire.connection import PORT_FIELDS, ConnectionInfo, Transport
+from kernelyard.wire.frame import Frame, Frames
 from kernelyard.wire.jsonutil import format_date, parse_date
 from kernelyard.wire.message import (
     PROTOCOL_VERSION,
@@ -25,6 +26,19 @@ from kernelyard.wire.message import (
     MessageFactory,
     new_header,
     new_session_id,
+)
+from kernelyard.wire.protocol import (
+    ClientProtocol,
+    Dropped,
+    Event,
+    InputRequested,
+    IOPubReady,
+    KernelProtocol,
+    Output,
+    Received,
+    Reply,
+    Request,
+    Unmatched,
 )
 from kernelyard.wire.signing import DEFAULT_SIGNATURE_SCHEME, ReplayGuard, Signer
 from kernelyard.wire.websocket import (
@@ -46,14 +60,27 @@ __all__ = [
     "PROTOCOL_VERSION",
     "V1_SUBPROTOCOL",
     "Channel",
+    "ClientProtocol",
     "ConnectionInfo",
+    "Dropped",
+    "Event",
+    "Frame",
+    "Frames",
     "Header",
+    "IOPubReady",
+    "InputRequested",
+    "KernelProtocol",
     "Message",
     "MessageFactory",
+    "Output",
     "RawMessage",
+    "Received",
     "ReplayGuard",
+    "Reply",
+    "Request",
     "Signer",
     "Transport",
+    "Unmatched",
     "decode",
     "encode",
     "encode_parts",
