@@ -20,17 +20,19 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "kernelyard"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "wire": 1,
-    "backend": 2,
+    "lifecycle": 2,
     "discovery": 3,
     "provisioning": 3,
     "transport": 3,
-    "manager": 4,
-    "client": 4,
-    "kernel": 4,
-    "blocking": 5,
-    "server": 6,
-    "gateway": 6,
-    "cli": 7,
+    "backend": 4,
+    "manager": 5,
+    "client": 5,
+    "kernel": 5,
+    "testing": 5,
+    "blocking": 6,
+    "server": 7,
+    "gateway": 7,
+    "cli": 8,
 }
 #: Same-layer imports that are part of the design.
 SIDEWAYS: set[tuple[str, str]] = {

@@ -6,9 +6,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpec as JupyterClientKernelSpec
 
 from kernelyard.discovery import (
-    KernelSpec,
     check_kernel_name,
-    kernelspec_model,
     load_kernelspec,
     normalize_kernel_name,
 )
@@ -97,23 +95,3 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names(name: str) -> None:
     with pytest.raises(KernelSpecError, match="invalid kernel name"):
         check_kernel_name(name)
-
-
-def test_model_lists_resources_as_urls(tmp_path: Path, make_spec: MakeSpec) -> None:
-    spec_dir = make_spec(tmp_path, "k")
-    for name in ("logo-64x64.png", "logo-svg.svg", "kernel.js", "kernel.css", "other.txt"):
-        (spec_dir / name).write_bytes(b"")
-    model = kernelspec_model("k", load_kernelspec(spec_dir), base_url="/base/")
-    assert model["name"] == "k"
-    assert model["spec"]["argv"][0] == "python"
-    assert model["resources"] == {
-        "kernel.css": "/base/kernelspecs/k/kernel.css",
-        "kernel.js": "/base/kernelspecs/k/kernel.js",
-        "logo-64x64": "/base/kernelspecs/k/logo-64x64.png",
-        "logo-svg": "/base/kernelspecs/k/logo-svg.svg",
-    }
-
-
-def test_model_without_resource_dir() -> None:
-    spec = KernelSpec(name="x", argv=("x",))
-    assert kernelspec_model("x", spec)["resources"] == {}

@@ -76,7 +76,7 @@ def test_blocking_multi_kernel_manager(finder: KernelFinder) -> None:
             kc.wait_for_ready(timeout=30)
             assert kc.execute("1").content["status"] == "ok"
         mkm.restart_kernel(kid)
-        assert [m.state for m in mkm.list_kernels()] == ["running"]
+        assert [m.state.value for m in mkm.list_kernels()] == ["running"]
         mkm.interrupt_kernel(kid)
         mkm.shutdown_kernel(kid)
         assert mkm.list_kernel_ids() == []

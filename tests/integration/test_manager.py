@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kernelyard.backend import KernelNotice
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, LaunchError, NoSuchKernel
+from kernelyard.lifecycle import KernelEvent
 from kernelyard.manager import (
     KernelManager,
     KernelRestarter,
@@ -25,7 +25,7 @@ from kernelyard.manager import (
     run_kernel,
     start_kernel,
 )
-from kernelyard.wire import DELIMITER, Channel, MessageFactory, Signer, encode, parse, split
+from kernelyard.wire import Channel, MessageFactory, Reply, Signer, encode
 
 from ..helpers import wait_for_output, wait_until_running
 
@@ -274,7 +274,7 @@ async def test_operations_in_the_wrong_state(finder: KernelFinder) -> None:
         await km.wait()
     await km.shutdown()
     assert km.state is KernelState.STOPPED
-    with pytest.raises(InvalidState, match="cannot go from stopped to starting"):
+    with pytest.raises(InvalidState, match="is stopped: it cannot start"):
         await km.start()
 
 
@@ -306,7 +306,7 @@ async def test_twenty_concurrent_starts(finder: KernelFinder) -> None:
             for port in (mkm.get_kernel(kid).connection_info.ports.values())  # type: ignore[union-attr]
         ]
         assert len(ports) == len(set(ports)) == 100
-        assert {m.state for m in await mkm.list_kernels()} == {"running"}
+        assert {m.state for m in await mkm.list_kernels()} == {KernelState.RUNNING}
         started = time.monotonic()
         await mkm.shutdown_all()
         assert len(mkm) == 0
@@ -324,24 +324,30 @@ async def test_multi_kernel_manager_by_id(finder: KernelFinder) -> None:
             await mkm.start_kernel("exits-at-start")
         assert mkm.list_kernel_ids() == ["chosen-id"]
         model = await mkm.kernel_model(kid)
-        assert (model.id, model.name, model.state) == ("chosen-id", "python3", "running")
+        assert (model.id, model.name, model.state) == ("chosen-id", "python3", KernelState.RUNNING)
         await mkm.restart_kernel(kid)
         async with mkm.open_channels(kid) as channels:
             request = MessageFactory(clock=_now).message(
                 "kernel_info_request", channel=Channel.SHELL
             )
-            await channels.send(Channel.SHELL, encode(request, Signer(b""))[2:])
+            parts = encode(request, Signer(b""))[2:]
+            await channels.send(
+                Channel.SHELL,
+                parts,
+                msg_id=request.msg_id,
+                msg_type=request.msg_type,
+                origin="the-test",
+            )
             with anyio.fail_after(30):
-                reply = None
-                while reply is None:
-                    for item in await channels.receive():
-                        assert not isinstance(item, KernelNotice)
-                        channel, parts = item
-                        msg = parse(split([DELIMITER, b"", *parts]), channel=channel)
-                        # (the channels' own IOPub probe gets a reply on shell too)
-                        if channel is Channel.SHELL and msg.parent_msg_id == request.msg_id:
-                            reply = msg
-            assert reply.msg_type == "kernel_info_reply"
+                replies: list[Reply[str | None]] = []
+                while not replies:
+                    batch = await channels.receive()
+                    assert not any(isinstance(item, KernelEvent) for item in batch)
+                    replies = [item for item in batch if isinstance(item, Reply)]
+            [reply] = replies  # (the channels' own probes are not handed out)
+            assert reply.origin == "the-test"
+            assert reply.received.parent_id == request.msg_id
+            assert reply.received.message().msg_type == "kernel_info_reply"
         await mkm.interrupt_kernel(kid)
         for missing in (mkm.get_kernel, mkm.remove_kernel):
             with pytest.raises(NoSuchKernel):

@@ -8,8 +8,7 @@ from kernelyard import errors
 from kernelyard.server.activity import Activity, should_cull
 from kernelyard.server.ratelimit import RatePacer
 from kernelyard.server.status import status_for
-from kernelyard.server.websocket import choose_subprotocol
-from kernelyard.wire import V1_SUBPROTOCOL
+from kernelyard.wire import V1_SUBPROTOCOL, choose_subprotocol
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,9 +44,9 @@ def test_activity_follows_jupyter_servers_rules() -> None:
 def test_culling_decision(
     state: str, connections: int, busy_ok: bool, connected_ok: bool, expected: bool
 ) -> None:
-    activity = Activity(last_activity=T0, execution_state=state)
     verdict = should_cull(
-        activity,
+        state,
+        T0,
         now=T0 + timedelta(seconds=61),
         idle_timeout=60,
         connections=connections,
@@ -56,7 +55,8 @@ def test_culling_decision(
     )
     assert verdict is expected
     fresh = should_cull(
-        Activity(last_activity=T0),
+        "starting",
+        T0,
         now=T0,
         idle_timeout=60,
         connections=0,

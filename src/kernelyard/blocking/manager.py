@@ -10,7 +10,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
-from kernelyard.backend import KernelModel
+from kernelyard.backend import KernelModel, KernelSpecs
 from kernelyard.blocking.client import BlockingKernelClient
 from kernelyard.blocking.portal import build, call, portal
 from kernelyard.errors import KernelDied
@@ -51,8 +51,8 @@ class BlockingKernelManager:
     def wait(self) -> int:
         return call(self.async_manager.wait)
 
-    def shutdown(self, *, now: bool = False) -> None:
-        return call(partial(self.async_manager.shutdown, now=now))
+    def shutdown(self, *, now: bool = False, reason: str = "shut down") -> None:
+        return call(partial(self.async_manager.shutdown, now=now, reason=reason))
 
     def kill(self) -> None:
         return call(self.async_manager.kill)
@@ -161,8 +161,10 @@ class BlockingMultiKernelManager:
         """Start the fork server of ``type_id`` now (see MultiKernelManager.warm_up)."""
         return call(partial(self.async_manager.warm_up, type_id, wait=wait))
 
-    def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
-        return call(partial(self.async_manager.shutdown_kernel, kernel_id, now=now))
+    def shutdown_kernel(
+        self, kernel_id: str, *, now: bool = False, reason: str = "shut down"
+    ) -> None:
+        return call(partial(self.async_manager.shutdown_kernel, kernel_id, now=now, reason=reason))
 
     def restart_kernel(self, kernel_id: str, *, now: bool = False, newports: bool = False) -> None:
         return call(
@@ -184,9 +186,9 @@ class BlockingMultiKernelManager:
     def kernel_model(self, kernel_id: str) -> KernelModel:
         return call(partial(self.async_manager.kernel_model, kernel_id))
 
-    def kernel_specs(self, base_url: str = "/") -> dict[str, Any]:
-        """The ``GET /api/kernelspecs`` body (see MultiKernelManager.kernel_specs)."""
-        return call(partial(self.async_manager.kernel_specs, base_url))
+    def kernel_specs(self) -> KernelSpecs:
+        """Every kernel type under its bare name (see MultiKernelManager.kernel_specs)."""
+        return call(self.async_manager.kernel_specs)
 
     def kernel_spec_file(self, name: str, filename: str) -> bytes:
         """A kernelspec resource file; NoSuchKernelSpec if there is none."""

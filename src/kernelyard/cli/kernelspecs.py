@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from kernelyard.discovery import KernelFinder, KernelSpec, kernelspec_model
+from kernelyard.discovery import KernelFinder, KernelSpec
+from kernelyard.server.models import kernelspec_model
 
 __all__ = ["add_parser", "listing", "run"]
 

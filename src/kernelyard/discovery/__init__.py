@@ -7,7 +7,6 @@ from kernelyard.discovery.finder import ENTRY_POINT_GROUP, KernelFinder, load_en
 from kernelyard.discovery.kernelspec import (
     KernelSpec,
     check_kernel_name,
-    kernelspec_model,
     load_kernelspec,
     normalize_kernel_name,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "install_kernelspec",
     "jupyter_data_dir",
     "kernel_dirs",
-    "kernelspec_model",
     "kernelyard_spec",
     "load_entry_point_providers",
     "load_kernelspec",

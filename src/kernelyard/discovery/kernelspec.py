@@ -22,7 +22,6 @@ from kernelyard.provisioning.launch import LaunchSpec
 __all__ = [
     "KernelSpec",
     "check_kernel_name",
-    "kernelspec_model",
     "load_kernelspec",
     "normalize_kernel_name",
 ]
@@ -92,6 +91,16 @@ class KernelSpec:
         ours = self.metadata.get("kernelyard")
         names = ours.get("preload") if isinstance(ours, Mapping) else None
         return tuple(names) if isinstance(names, list) else ()
+
+    def resource_names(self) -> list[str]:
+        """The resource files a frontend may fetch: ``kernel.js``, ``kernel.css``, ``logo-*``."""
+        if self.resource_dir is None or not self.resource_dir.is_dir():
+            return []
+        return sorted(
+            path.name
+            for path in self.resource_dir.iterdir()
+            if path.name in ("kernel.js", "kernel.css") or path.name.startswith("logo-")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""
@@ -176,20 +185,3 @@ def load_kernelspec(resource_dir: Path, name: str | None = None) -> KernelSpec:
             name=name,
         ) from exc
     return KernelSpec.from_dict(name, data, resource_dir=resource_dir)
-
-
-def kernelspec_model(type_id: str, spec: KernelSpec, *, base_url: str = "/") -> dict[str, Any]:
-    """The REST model of one kernelspec, as ``GET /api/kernelspecs`` lists it.
-
-    Resources are ``kernel.js``, ``kernel.css`` and ``logo-*`` files in the
-    resource directory, each as the URL the server serves it from.
-    """
-    prefix = base_url.rstrip("/") + "/kernelspecs/" + type_id + "/"
-    resources: dict[str, str] = {}
-    if spec.resource_dir is not None and spec.resource_dir.is_dir():
-        for path in sorted(spec.resource_dir.iterdir()):
-            if path.name in ("kernel.js", "kernel.css"):
-                resources[path.name] = prefix + path.name
-            elif path.name.startswith("logo-"):
-                resources[path.stem] = prefix + path.name
-    return {"name": type_id, "spec": spec.to_dict(), "resources": resources}

@@ -29,7 +29,7 @@ import os
 import signal
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -39,7 +39,7 @@ import anyio
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchError, ReplyTimeout
-from kernelyard.manager.state import KernelState, Lifecycle
+from kernelyard.lifecycle import Change, KernelState, Lifecycle, Listener
 from kernelyard.provisioning import ForkServers, KernelProcess, StderrSink, forward_to_stderr
 from kernelyard.wire import Channel, ConnectionInfo
 from kernelyard.wire.connection import PORT_FIELDS, Transport
@@ -88,24 +88,20 @@ class KernelManager:
         self.forks = forks
         self.connection_info: ConnectionInfo | None = None
         self.process: KernelProcess | None = None
-        self._lifecycle = Lifecycle(self.kernel_id, self._state_changed)
+        #: The kernel's one state machine; subscribe to it (see :meth:`subscribe`).
+        self.lifecycle = Lifecycle(self.kernel_id)
+        self.lifecycle.subscribe(self._state_changed)
         self._lock = anyio.Lock()
         self._clients: weakref.WeakSet[KernelClient] = weakref.WeakSet()
         self._changed = anyio.Event()
-        self._death_reason: str | None = None
         #: Why the kernel is DEAD (None otherwise).
         self.death: KernelDied | None = None
-        #: How often the kernel died, and was restarted, since it started. Watchers
-        #: compare these counts: sampling ``state`` can miss DEAD -> RESTARTING ->
-        #: RUNNING when all three happen between two of their wakeups.
-        self.deaths = 0
-        self.restarts = 0
 
     # -- state ------------------------------------------------------------------
 
     @property
     def state(self) -> KernelState:
-        return self._lifecycle.state
+        return self.lifecycle.state
 
     @property
     def interrupt_mode(self) -> str:
@@ -121,9 +117,15 @@ class KernelManager:
             raise InvalidState(f"kernel {self.kernel_id} was never started")
         return await self.process.wait()
 
-    def _state_changed(self, previous: KernelState, state: KernelState) -> None:
+    def _state_changed(self, event: object) -> None:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` (in the event loop, synchronously) with every lifecycle event
+        from now on, in order; returns the unsubscribe. See :mod:`kernelyard.lifecycle`.
+        """
+        return self.lifecycle.subscribe(listener)
 
     async def wait_for_change(self) -> KernelState:
         """Wait for the next state change; returns the new state."""
@@ -141,7 +143,7 @@ class KernelManager:
         exit make it DEAD with ``reason`` (the restarter's heartbeat verdict).
         """
         if self.state is KernelState.RUNNING and self.process is not None:
-            self._death_reason = reason
+            self._die(reason, exit_code=None)
             self.process.kill()
 
     def _on_exit(self, process: KernelProcess) -> None:
@@ -150,23 +152,17 @@ class KernelManager:
             return  # a previous incarnation, already dealt with
         if self.state not in (KernelState.STARTING, KernelState.RUNNING):
             return  # on purpose: shutting down, restarting or already dead
-        reason = self._death_reason or f"exited with code {process.returncode}"
-        self._death_reason = None
-        self._die(
-            KernelDied(
-                f"kernel {self.kernel_id} {reason}",
-                kernel_id=self.kernel_id,
-                exit_code=process.returncode,
-            )
-        )
+        self._die(f"exited with code {process.returncode}", exit_code=process.returncode)
 
-    def _die(self, death: KernelDied) -> None:
+    def _die(self, why: str, *, exit_code: int | None) -> None:
+        death = KernelDied(
+            f"kernel {self.kernel_id} {why}", kernel_id=self.kernel_id, exit_code=exit_code
+        )
         self.death = death
-        self.deaths += 1
         log.warning("%s", death)
-        self._lifecycle.move(KernelState.DEAD)
         for client in list(self._clients):
             client.kernel_died(death)
+        self.lifecycle.apply(Change.DIED, str(death))
 
     # -- clients -------------------------------------------------------------------
 
@@ -208,13 +204,13 @@ class KernelManager:
     async def start(self) -> None:
         """Launch the kernel and return once it answers; LaunchError if it cannot."""
         async with self._lock:
-            self._lifecycle.move(KernelState.STARTING)
+            self.lifecycle.apply(Change.START)
             try:
                 await self._launch(None)
-            except BaseException:
-                await self._give_up()
+            except BaseException as exc:
+                await self._give_up(f"failed to start: {exc}")
                 raise
-            self._lifecycle.move(KernelState.RUNNING)
+            self.lifecycle.apply(Change.READY)
 
     async def _launch(self, connection_info: ConnectionInfo | None) -> None:
         info, process = await self.finder.launch(
@@ -263,13 +259,13 @@ class KernelManager:
                 argv=process.argv,
             ) from None
 
-    async def _give_up(self) -> None:
+    async def _give_up(self, reason: str) -> None:
         """After a failed start: make sure the process is gone and its files too."""
         with anyio.CancelScope(shield=True):
             if self.state is not KernelState.SHUTTING_DOWN:
-                self._lifecycle.move(KernelState.SHUTTING_DOWN)
+                self.lifecycle.apply(Change.SHUTDOWN, reason)
             await self._stop_process(graceful=False)
-            self._lifecycle.move(KernelState.STOPPED)
+            self.lifecycle.apply(Change.STOPPED, reason)
 
     # -- stop ------------------------------------------------------------------------
 
@@ -299,18 +295,21 @@ class KernelManager:
             await process.wait()  # SIGKILL cannot be ignored: this returns promptly
         process.cleanup(remove_connection_file=not restart)
 
-    async def shutdown(self, *, now: bool = False) -> None:
-        """Stop the kernel for good (``now``: skip the polite request). Idempotent."""
+    async def shutdown(self, *, now: bool = False, reason: str = "shut down") -> None:
+        """Stop the kernel for good (``now``: skip the polite request). Idempotent.
+
+        ``reason`` goes with the SHUTDOWN and STOPPED lifecycle events ("culled", ...).
+        """
         async with self._lock:
             if self.state in (KernelState.STOPPED, KernelState.SHUTTING_DOWN):
                 return
             if self.state is KernelState.NEW:
-                self._lifecycle.move(KernelState.STOPPED)
+                self.lifecycle.apply(Change.STOPPED, reason)
                 return
-            self._lifecycle.move(KernelState.SHUTTING_DOWN)
+            self.lifecycle.apply(Change.SHUTDOWN, reason)
             with anyio.CancelScope(shield=True):
                 await self._stop_process(graceful=not now)
-                self._lifecycle.move(KernelState.STOPPED)
+                self.lifecycle.apply(Change.STOPPED, reason)
             closed = KernelDied(f"kernel {self.kernel_id} was shut down", kernel_id=self.kernel_id)
             for client in list(self._clients):
                 client.kernel_died(closed)
@@ -324,7 +323,7 @@ class KernelManager:
         async with self._lock:
             if self.connection_info is None:
                 raise InvalidState(f"kernel {self.kernel_id} was never started")
-            self._lifecycle.move(KernelState.RESTARTING)
+            self.lifecycle.apply(Change.RESTART)
             info = self.connection_info
             if newports and info.transport == "tcp":
                 info = info.with_ports(dict.fromkeys(PORT_FIELDS, 0))
@@ -332,17 +331,11 @@ class KernelManager:
                 await self._stop_process(graceful=not now, restart=True)
                 await self._launch(info)
             except BaseException as exc:
-                self._die(
-                    KernelDied(
-                        f"kernel {self.kernel_id} failed to restart: {exc}",
-                        kernel_id=self.kernel_id,
-                    )
-                )
+                self._die(f"failed to restart: {exc}", exit_code=None)
                 raise
-            self._lifecycle.move(KernelState.RUNNING)
-            self.restarts += 1
             for client in list(self._clients):
                 client.kernel_restarted()
+            self.lifecycle.apply(Change.RESTARTED)
 
     # -- signals -----------------------------------------------------------------------
 

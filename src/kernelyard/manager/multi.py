@@ -27,8 +27,8 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from kernelyard.backend import KernelChannels, KernelModel
-from kernelyard.discovery import KernelFinder, kernelspec_model
+from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
+from kernelyard.discovery import KernelFinder, KernelSpec
 from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuchKernelSpec
 from kernelyard.manager.channels import ManagedChannels
 from kernelyard.manager.kernel import KernelManager
@@ -63,7 +63,6 @@ class MultiKernelManager:
         self._on_died, self._on_restarted, self._on_failed = on_died, on_restarted, on_failed
         self.manager_options = dict(manager_options or {})
         self._kernels: dict[str, KernelManager] = {}
-        self._supervised: set[str] = set()  # kernels a restarter still watches
         self._tasks: TaskGroup | None = None
         self._fork = fork
         self._forks: ForkServers | None = None
@@ -167,8 +166,10 @@ class MultiKernelManager:
                 on_restarted=self._on_restarted,
                 on_failed=self._on_failed,
             )
-            self._supervised.add(kernel_id)
-            self._tasks.start_soon(self._supervise, restarter, name=f"restarter {kernel_id}")
+            # Supervised from now on, not from when the task first runs: a death in
+            # between is one the restarter will undo, not a final one.
+            manager.lifecycle.supervise(True)
+            self._tasks.start_soon(restarter.run, name=f"restarter {kernel_id}")
         return kernel_id
 
     async def warm_up(self, type_id: str | None = None, *, wait: bool = False) -> bool:
@@ -186,21 +187,13 @@ class MultiKernelManager:
         spec = self.finder.get_spec(type_id).launch_spec()
         return await self._forks.prepare(spec, env=self.manager_options.get("env"), wait=wait)
 
-    async def _supervise(self, restarter: KernelRestarter) -> None:
-        try:
-            await restarter.run()
-        finally:
-            self._supervised.discard(restarter.manager.kernel_id)
-
-    def will_restart(self, kernel_id: str) -> bool:
-        """Whether a restarter still supervises ``kernel_id`` (a death would be undone)."""
-        return kernel_id in self._supervised
-
-    async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
-        """Stop a kernel for good and forget it."""
+    async def shutdown_kernel(
+        self, kernel_id: str, *, now: bool = False, reason: str = "shut down"
+    ) -> None:
+        """Stop a kernel for good and forget it (``reason`` goes with its lifecycle events)."""
         manager = self.get_kernel(kernel_id)
         try:
-            await manager.shutdown(now=now)
+            await manager.shutdown(now=now, reason=reason)
         finally:
             self._kernels.pop(kernel_id, None)
 
@@ -228,27 +221,24 @@ class MultiKernelManager:
     # -- KernelBackend ----------------------------------------------------------------------
 
     def _model(self, kernel_id: str, manager: KernelManager) -> KernelModel:
-        return KernelModel(id=kernel_id, name=manager.type_id, state=manager.state.value)
+        lifecycle = manager.lifecycle
+        return KernelModel(kernel_id, manager.type_id, lifecycle.state, lifecycle.reason)
 
-    async def kernel_specs(self, base_url: str = "/") -> dict[str, Any]:
-        """The ``GET /api/kernelspecs`` body: every kernel type under its bare name.
+    async def kernel_specs(self) -> KernelSpecs:
+        """Every kernel type under its bare name (see :meth:`KernelFinder.short_names`).
 
         Specs that fail to load are skipped (and logged by the finder).
         """
-        specs: dict[str, Any] = {}
+        specs: dict[str, KernelSpec] = {}
         for name, type_id in (await anyio.to_thread.run_sync(self.finder.short_names)).items():
             try:
-                spec = self.finder.get_spec(type_id)
+                specs[name] = self.finder.get_spec(type_id)
             except KernelyardError:
                 continue
-            specs[name] = kernelspec_model(name, spec, base_url=base_url)
         default = self.default_type_id or self.finder.default_type_id()
         if default is not None and default not in specs:
             default = default.rpartition("/")[2]
-        return {
-            "default": default if default in specs else next(iter(specs), None),
-            "kernelspecs": specs,
-        }
+        return KernelSpecs(specs, default if default in specs else next(iter(specs), None))
 
     async def kernel_spec_file(self, name: str, filename: str) -> bytes:
         """A resource file (logo, kernel.js) of kernel type ``name``.
@@ -276,7 +266,5 @@ class MultiKernelManager:
     async def open_channels(self, kernel_id: str) -> AsyncIterator[KernelChannels]:
         """Raw-part channels of ``kernel_id`` (see :class:`ManagedChannels`) for the block."""
         manager = self.get_kernel(kernel_id)
-        async with ManagedChannels(
-            manager, will_restart=lambda: self.will_restart(kernel_id)
-        ) as channels:
+        async with ManagedChannels(manager) as channels:
             yield channels

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import anyio
 
 from kernelyard.errors import InvalidState, KernelyardError
+from kernelyard.lifecycle import KernelState
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.manager.restart_policy import RestartBudget
-from kernelyard.manager.state import KernelState
 from kernelyard.transport import Heartbeat
 from kernelyard.wire import ConnectionInfo
 
@@ -78,7 +78,20 @@ class KernelRestarter:
             log.exception("restarter %s callback failed", which)
 
     async def run(self) -> None:
-        """Supervise until the kernel is stopped on purpose or restarts are used up."""
+        """Supervise until the kernel is stopped on purpose or restarts are used up.
+
+        While it runs, a death is announced as one that will be undone
+        (``will_restart``); when it ends with the kernel dead, the kernel is
+        given up (the lifecycle's GAVE_UP).
+        """
+        lifecycle = self.manager.lifecycle
+        lifecycle.supervise(True)
+        try:
+            await self._supervise()
+        finally:
+            lifecycle.supervise(False)
+
+    async def _supervise(self) -> None:
         manager = self.manager
         if manager.state is KernelState.RUNNING:
             self.budget.started(time.monotonic())

@@ -4,7 +4,9 @@
 tracked (not in :data:`UNTRACKED_MESSAGE_TYPES`), or while the kernel is
 busy; so polling, probes and output alone do not keep a kernel alive.
 ``execution_state`` follows ``status`` messages answering tracked requests;
-the first status after start becomes ``idle`` whatever it answered.
+the first status after start becomes ``idle`` whatever it answered. (The
+REST model shows it while the kernel runs; otherwise the kernel's lifecycle
+says what to show, see :func:`~kernelyard.server.policy.execution_state`.)
 :func:`should_cull` is the culler's verdict on one kernel.
 """
 
@@ -68,7 +70,8 @@ class Activity:
 
 
 def should_cull(
-    activity: Activity,
+    execution_state: str,
+    last_activity: datetime,
     *,
     now: datetime,
     idle_timeout: float,
@@ -77,12 +80,12 @@ def should_cull(
     cull_connected: bool,
 ) -> bool:
     """Whether the culler should shut the kernel down now (dead kernels always go)."""
-    if activity.execution_state == "dead":
+    if execution_state == "dead":
         return True
     if idle_timeout <= 0:
         return False
     return (
-        now - activity.last_activity > timedelta(seconds=idle_timeout)
-        and (cull_busy or activity.execution_state != "busy")
+        now - last_activity > timedelta(seconds=idle_timeout)
+        and (cull_busy or execution_state != "busy")
         and (cull_connected or connections == 0)
     )

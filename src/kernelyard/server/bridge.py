@@ -5,70 +5,78 @@ The server opens one set of ZeroMQ sockets per kernel (through the backend's
 bridge reads them and files every message in the kernel's
 :class:`~kernelyard.server.replay.ReplayLog`:
 
-* IOPub for every connection; it also drives the kernel's activity and
-  execution state (:mod:`kernelyard.server.activity`);
-* shell and control replies for the session that sent the request (the
-  bridge remembers which session sent each ``*_request``);
-* stdin ``input_request`` for the session whose execute asks for input.
+* IOPub for every connection; it also drives the kernel's activity
+  (:mod:`kernelyard.server.activity`);
+* replies and input requests for the session whose request they answer
+  (the channels match them: the session is the request's origin).
 
-Connections read the log from their cursors (:mod:`kernelyard.server.websocket`);
-a session has one connection at a time (a newer one replaces a stale one).
-Kernel notices from the backend become ``status`` messages the server
-injects (``restarting``, ``dead``) with complete headers. When the kernel is
-shut down, culled or dies for good, :meth:`close` tells every connection to
-finish what it has and close with a final code.
+Lifecycle events from the channels keep the bridge's mirror of the kernel's
+lifecycle (the REST model's ``execution_state`` and ``reason`` come from it)
+and become the ``status`` messages the server injects, with complete
+headers (:func:`~kernelyard.server.policy.injected_status`).
+
+The bridge owns the connections' endings: each connection reads the log
+through a :class:`Reader` the bridge hands out, and the bridge decides when a
+reader must close and with which code (:class:`~kernelyard.server.policy.CloseCode`):
+when the kernel is gone for good, when the server stops, or when a newer
+connection of the same session replaced it. Nothing calls back into the
+connection.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import datetime
 
 import anyio
-import orjson
 
-from kernelyard.backend import KernelChannels, KernelNotice
+from kernelyard._clock import utcnow
+from kernelyard.backend import ChannelEvent, KernelChannels
 from kernelyard.errors import ChannelClosed, KernelyardError
+from kernelyard.lifecycle import Change, KernelEvent, KernelState, Lifecycle
 from kernelyard.server.activity import Activity
+from kernelyard.server.policy import (
+    CloseCode,
+    closing_for,
+    execution_state,
+    injected_status,
+    scrub_traceback,
+)
 from kernelyard.server.replay import LogEntry, ReplayLog
 from kernelyard.server.settings import ServerSettings
-from kernelyard.wire import Channel, MessageFactory, message_parts
+from kernelyard.wire import (
+    Channel,
+    Frame,
+    InputRequested,
+    MessageFactory,
+    Output,
+    Reply,
+    message_parts,
+)
 
-__all__ = ["KernelBridge"]
+__all__ = ["KernelBridge", "Reader"]
 
 log = logging.getLogger(__name__)
 
-Frame = bytes | memoryview
-
-#: How many requests awaiting replies the bridge remembers (oldest forgotten first).
-MAX_PENDING_REQUESTS = 10_000
 #: How many disconnected sessions keep their cursor for a reconnect.
 MAX_SESSIONS = 1_000
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+class Reader:
+    """One connection's place in the kernel's log, owned by the bridge.
 
+    ``cursor`` is the last sequence number the connection was given;
+    ``closing`` is set (code, reason) when the bridge wants it to close.
+    """
 
-def _loads(part: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(part)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    __slots__ = ("closing", "cursor", "session")
 
-
-class Connection(Protocol):
-    """A client connection as the bridge sees it."""
-
-    #: The last log sequence number sent to it.
-    cursor: int
-
-    def replace(self) -> None:
-        """A newer connection of the same session takes over: close this one."""
+    def __init__(self, session: str, cursor: int) -> None:
+        self.session = session
+        self.cursor = cursor
+        self.closing: tuple[int, str] | None = None
 
 
 class KernelBridge:
@@ -81,7 +89,6 @@ class KernelBridge:
         settings: ServerSettings,
         *,
         factory: MessageFactory,
-        on_dead: Callable[[str], object] | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self.channels = channels
@@ -89,14 +96,14 @@ class KernelBridge:
         self.log = ReplayLog(
             max_messages=settings.replay_max_messages, max_bytes=settings.replay_max_bytes
         )
-        self.activity = Activity(last_activity=_utcnow())
+        self.activity = Activity(last_activity=utcnow())
+        #: A mirror of the kernel's lifecycle (it answered kernel_info: it runs).
+        self.lifecycle = Lifecycle(kernel_id, KernelState.RUNNING)
         self._factory = factory
-        self._on_dead = on_dead
-        self._pending: OrderedDict[str, str] = OrderedDict()  # request msg_id -> session
         self._cursors: OrderedDict[str, int] = OrderedDict()  # session -> cursor, offline
-        self._live: dict[str, Connection] = {}  # session -> its open connection
+        self._live: dict[str, Reader] = {}  # session -> its open connection's reader
         self._appended = anyio.Event()
-        #: (close code, reason) once the kernel is gone for good.
+        #: (close code, reason) once every connection is to close.
         self.closing: tuple[int, str] | None = None
 
     # -- connections ---------------------------------------------------------------
@@ -105,40 +112,65 @@ class KernelBridge:
     def connections(self) -> int:
         return len(self._live)
 
-    def attach(self, session: str, connection: Connection, *, replay_all: bool = False) -> int:
-        """Register ``connection`` of ``session``; returns the cursor it reads from.
+    @property
+    def execution_state(self) -> str:
+        """What the REST model shows (see :func:`~kernelyard.server.policy.execution_state`)."""
+        return execution_state(self.lifecycle, self.activity.execution_state)
+
+    @property
+    def reason(self) -> str:
+        """Why the kernel is not running, if it is not (else "")."""
+        return "" if self.lifecycle.state is KernelState.RUNNING else self.lifecycle.reason
+
+    def attach(self, session: str, *, replay_all: bool = False) -> Reader:
+        """A reader for a new connection of ``session``.
 
         A session seen before resumes where it left off (everything it missed
         that the log still holds); a new one starts at the end of the log, or
         at its beginning with ``replay_all`` (broadcast messages only). A
         session has one connection: an open one is stale (its client came
-        back before the server saw it go), so it is replaced, as jupyter_server
-        does, and the new connection goes on from the stale one's cursor.
+        back before the server saw it go), so it is told to close with
+        REPLACED, as jupyter_server does, and the new connection goes on from
+        the stale one's cursor.
         """
         stale = self._live.get(session)
-        self._live[session] = connection
         if stale is not None:
-            stale.replace()
-            return stale.cursor
-        cursor = self._cursors.pop(session, None)
-        if cursor is not None:
-            return cursor
-        return self.log.first_seq - 1 if replay_all else self.log.last_seq
+            log.info("kernel %s: replacing a stale connection of %s", self.kernel_id, session)
+            stale.closing = (CloseCode.REPLACED, "replaced by a newer connection of this session")
+            cursor = stale.cursor
+            self._wake()
+        elif (kept := self._cursors.pop(session, None)) is not None:
+            cursor = kept
+        else:
+            cursor = self.log.first_seq - 1 if replay_all else self.log.last_seq
+        reader = self._live[session] = Reader(session, cursor)
+        return reader
 
-    def detach(self, session: str, connection: Connection) -> None:
-        """``connection`` of ``session`` closed; its cursor is kept for a reconnect."""
-        if self._live.get(session) is not connection:
+    def detach(self, reader: Reader) -> None:
+        """``reader``'s connection closed; its cursor is kept for a reconnect."""
+        session = reader.session
+        if self._live.get(session) is not reader:
             return  # replaced: the newer connection holds the session now
         del self._live[session]
-        self._cursors[session] = max(connection.cursor, self._cursors.get(session, 0))
+        self._cursors[session] = max(reader.cursor, self._cursors.get(session, 0))
         self._cursors.move_to_end(session)
         while len(self._cursors) > MAX_SESSIONS:
             self._cursors.popitem(last=False)
 
-    async def wait_beyond(self, cursor: int) -> None:
-        """Return once the log has entries after ``cursor`` or the bridge is closing."""
-        while self.log.last_seq <= cursor and self.closing is None:
+    async def wait(self, reader: Reader) -> None:
+        """Return once the log has entries after ``reader``'s cursor or it is to close."""
+        while self.log.last_seq <= reader.cursor and self.closing_of(reader) is None:
             await self._appended.wait()
+
+    def closing_of(self, reader: Reader) -> tuple[int, str] | None:
+        """How ``reader`` is to close now, if it is: replaced at once, or, when the
+        kernel is gone or the server stops, once it has read everything.
+        """
+        if reader.closing is not None:
+            return reader.closing
+        if self.closing is not None and self.log.last_seq <= reader.cursor:
+            return self.closing
+        return None
 
     def _wake(self) -> None:
         appended, self._appended = self._appended, anyio.Event()
@@ -147,14 +179,12 @@ class KernelBridge:
     # -- client -> kernel ------------------------------------------------------------
 
     async def send(
-        self, session: str, channel: Channel, parts: Sequence[Frame], msg_id: str, msg_type: str
+        self, reader: Reader, channel: Channel, parts: Sequence[Frame], msg_id: str, msg_type: str
     ) -> None:
-        """Forward a client's message; its reply will be filed for ``session``."""
-        if channel in (Channel.SHELL, Channel.CONTROL) and msg_type.endswith("_request"):
-            self._pending[msg_id] = session
-            while len(self._pending) > MAX_PENDING_REQUESTS:
-                self._pending.popitem(last=False)
-        await self.channels.send(channel, parts)
+        """Forward a client's message; its reply will be filed for the reader's session."""
+        await self.channels.send(
+            channel, parts, msg_id=msg_id, msg_type=msg_type, origin=reader.session
+        )
 
     def publish(self, entry: LogEntry) -> None:
         """File a message the server made (a reply to a refused request, a status)."""
@@ -164,110 +194,84 @@ class KernelBridge:
     def inject_status(self, state: str) -> None:
         """Tell every connection the kernel is ``state`` (restarting, dead) on IOPub."""
         msg = self._factory.message("status", {"execution_state": state}, channel=Channel.IOPUB)
-        self.activity.execution_state = state
-        self.publish(LogEntry(Channel.IOPUB, message_parts(msg), "status"))  # type: ignore[arg-type]
+        self.publish(LogEntry(Channel.IOPUB, message_parts(msg), "status"))
 
     def close(self, code: int, reason: str) -> None:
-        """The kernel is gone: connections send what is left, then close with ``code``."""
+        """Every connection sends what is left, then closes with ``code`` (first call wins)."""
         if self.closing is None:
             self.closing = (code, reason)
             self._wake()
 
-    def reopen(self) -> None:
-        """The kernel was restarted by hand after it was gone: accept connections again."""
-        self.closing = None
-
     # -- kernel -> clients ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read the kernel's channels into the log until they close."""
-        while True:
-            try:
-                batch = await self.channels.receive()
-            except ChannelClosed:
-                return
-            except KernelyardError as exc:
-                log.warning("kernel %s: channels failed: %s", self.kernel_id, exc)
-                return
-            now = _utcnow()
-            for item in batch:
-                if isinstance(item, KernelNotice):
-                    self._on_notice(item)
-                    continue
-                channel, parts = item
-                entry = self._file(channel, parts, now)
+        """Read the kernel's channels into the log until they close; then every
+        connection is told to close (if nothing closed them yet).
+        """
+        try:
+            while True:
+                try:
+                    batch = await self.channels.receive()
+                except ChannelClosed:
+                    return
+                except KernelyardError as exc:
+                    log.warning("kernel %s: channels failed: %s", self.kernel_id, exc)
+                    return
+                self._take(batch)
+        finally:
+            if self.closing is None:
+                self.inject_status("dead")
+                self.close(CloseCode.FINAL, "the server lost the kernel's channels")
+
+    def _take(self, batch: list[ChannelEvent]) -> None:
+        now = utcnow()
+        for event in batch:
+            if isinstance(event, Output):
+                self.log.append(self._file_iopub(event, now))
+            elif isinstance(event, Reply | InputRequested):
+                entry = self._file_answer(event)
                 if entry is not None:
                     self.log.append(entry)
-            self._wake()
+            else:
+                self._on_lifecycle(event)
+        self._wake()
 
-    def _on_notice(self, notice: KernelNotice) -> None:
-        log.info("kernel %s: %s (%s)", self.kernel_id, notice.event, notice.reason)
-        if notice.event == "restarting":
-            self.inject_status("restarting")
-        elif notice.event == "restarted":
+    def _on_lifecycle(self, event: KernelEvent) -> None:
+        log.info("kernel %s: %s (%s)", self.kernel_id, event.change.value, event.reason)
+        self.lifecycle.follow(event)
+        status = injected_status(event)
+        if status is not None:
+            self.inject_status(status)
+        if event.change is Change.RESTARTED:
             self.activity.execution_state = "idle"
-        else:
-            self.inject_status("dead")
-            if self._on_dead is not None:
-                self._on_dead(notice.reason)
+            self.closing = None  # restarted by hand after it was gone: accept connections
+        closing = closing_for(event)
+        if closing is not None:
+            self.close(*closing)
 
-    def _file(self, channel: Channel, parts: list[bytes], now: datetime) -> LogEntry | None:
-        """The log entry for one kernel message (None: nobody to give it to)."""
-        header = _loads(parts[0])
-        msg_type = header.get("msg_type")
-        if not isinstance(msg_type, str):
-            return None
-        parent = _loads(parts[1])
-        parent_id = parent.get("msg_id")
-        if channel is Channel.IOPUB:
-            return self._file_iopub(parts, msg_type, parent, now)
-        if not isinstance(parent_id, str):
-            return None
-        if channel is Channel.STDIN:
-            session = self._pending.get(parent_id)
-        else:
-            session = self._pending.pop(parent_id, None)
+    def _file_answer(
+        self, event: Reply[str | None] | InputRequested[str | None]
+    ) -> LogEntry | None:
+        """The log entry of a reply or input request, for the session that asked."""
+        received, session = event.received, event.origin
         if session is None:
-            log.debug("kernel %s: %s for no known request", self.kernel_id, msg_type)
             return None
-        if msg_type == "execute_reply" and not self.settings.allow_tracebacks:
-            parts = self._scrubbed(parts, only_errors=True)
-        return LogEntry(channel, parts, msg_type, session)
+        parts = received.parts
+        if received.msg_type == "execute_reply" and not self.settings.allow_tracebacks:
+            parts = scrub_traceback(parts, self.settings.traceback_replacement, only_errors=True)
+        return LogEntry(received.channel, parts, received.msg_type, session)
 
-    def _file_iopub(
-        self, parts: list[bytes], msg_type: str, parent: dict[str, Any], now: datetime
-    ) -> LogEntry:
-        parent_type = parent.get("msg_type")
-        if msg_type == "status":
-            state = _loads(parts[3]).get("execution_state")
-            self.activity.on_iopub(
-                msg_type,
-                parent_type if isinstance(parent_type, str) else None,
-                state if isinstance(state, str) else None,
-                now,
-            )
-            return LogEntry(Channel.IOPUB, parts, msg_type)
-        self.activity.on_iopub(
-            msg_type, parent_type if isinstance(parent_type, str) else None, None, now
-        )
-        if msg_type == "stream":
-            content = _loads(parts[3])
-            name, text, parent_id = content.get("name"), content.get("text"), parent.get("msg_id")
-            if isinstance(name, str) and isinstance(text, str) and len(parts) == 4:
-                key = (name, parent_id if isinstance(parent_id, str) else "")
+    def _file_iopub(self, event: Output, now: datetime) -> LogEntry:
+        received = event.received
+        msg_type = received.msg_type
+        self.activity.on_iopub(msg_type, received.parent_type, event.execution_state, now)
+        parts = received.parts
+        if msg_type == "stream" and len(parts) == 4:
+            content = received.content
+            name, text = content.get("name"), content.get("text")
+            if isinstance(name, str) and isinstance(text, str):
+                key = (name, received.parent_id or "")
                 return LogEntry(Channel.IOPUB, parts, msg_type, stream=key, text=[text])
         elif msg_type == "error" and not self.settings.allow_tracebacks:
-            parts = self._scrubbed(parts, only_errors=False)
+            parts = scrub_traceback(parts, self.settings.traceback_replacement, only_errors=False)
         return LogEntry(Channel.IOPUB, parts, msg_type)
-
-    def _scrubbed(self, parts: list[bytes], *, only_errors: bool) -> list[bytes]:
-        """``parts`` with the error's name, value and traceback replaced."""
-        content = _loads(parts[3])
-        if only_errors and content.get("status") != "error":
-            return parts
-        content.update(
-            ename="ExecutionError",
-            evalue="Execution error",
-            traceback=[self.settings.traceback_replacement],
-        )
-        return [*parts[:3], orjson.dumps(content), *parts[4:]]

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from kernelyard.wire import Channel
+from kernelyard.wire import Channel, Frame
 
 __all__ = ["LogEntry", "ReplayLog", "StreamKey", "merge_streams"]
 
@@ -36,7 +36,7 @@ class LogEntry:
     """One message as the server forwards it: raw parts plus what routing needs."""
 
     channel: Channel
-    parts: list[bytes]  # header, parent_header, metadata, content, *buffers
+    parts: list[Frame]  # header, parent_header, metadata, content, *buffers
     msg_type: str
     session: str | None = None  # the only session it is for; None: every client
     stream: StreamKey | None = None  # set on stream messages (their text may be merged)
@@ -55,7 +55,7 @@ class LogEntry:
         self.size += sum(len(t) for t in other.text)
         self.frames.clear()
 
-    def materialize(self) -> list[bytes]:
+    def materialize(self) -> list[Frame]:
         """The parts, with merged stream text written into the content."""
         if len(self.text) > 1:
             assert self.stream is not None

@@ -20,7 +20,8 @@ from starlette.responses import Response
 import kernelyard
 from kernelyard.errors import KernelyardError, RequestRejected
 from kernelyard.server.auth import error_body
-from kernelyard.server.kernels import ServedKernels, format_time
+from kernelyard.server.kernels import ServedKernels
+from kernelyard.server.models import format_time, kernelspec_model, kernelspecs_body
 from kernelyard.server.openapi import openapi_document
 from kernelyard.server.status import status_for
 
@@ -92,12 +93,7 @@ async def list_kernels(request: Request) -> Response:
 async def start_kernel(request: Request) -> Response:
     body = await _body(request)
     kernels = _kernels(request)
-    kernel, _ = await kernels.start(
-        body.get("name"),
-        kernel_id=body.get("kernel_id"),
-        path=body.get("path"),
-        env=body.get("env"),
-    )
+    kernel, _ = await kernels.start(body)
     location = f"{kernels.settings.base_url}api/kernels/{kernel.id}"
     return json_response(kernel.model(), 201, {"Location": location})
 
@@ -126,17 +122,17 @@ async def restart_kernel(request: Request) -> Response:
 
 async def list_kernelspecs(request: Request) -> Response:
     kernels = _kernels(request)
-    return json_response(await kernels.backend.kernel_specs(kernels.settings.base_url))
+    specs = await kernels.backend.kernel_specs()
+    return json_response(kernelspecs_body(specs, base_url=kernels.settings.base_url))
 
 
 async def get_kernelspec(request: Request) -> Response:
     kernels = _kernels(request)
     name = request.path_params["name"]
-    listing = await kernels.backend.kernel_specs(kernels.settings.base_url)
-    model = listing["kernelspecs"].get(name)
-    if model is None:
+    spec = (await kernels.backend.kernel_specs()).specs.get(name)
+    if spec is None:
         raise RequestRejected(404, f"Kernel spec {name} not found")
-    return json_response(model)
+    return json_response(kernelspec_model(name, spec, base_url=kernels.settings.base_url))
 
 
 async def kernelspec_file(request: Request) -> Response:

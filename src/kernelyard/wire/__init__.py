@@ -43,6 +43,8 @@ from kernelyard.wire.protocol import (
 from kernelyard.wire.signing import DEFAULT_SIGNATURE_SCHEME, ReplayGuard, Signer
 from kernelyard.wire.websocket import (
     V1_SUBPROTOCOL,
+    choose_subprotocol,
+    client_frame,
     from_legacy,
     from_v1,
     legacy_from_parts,
@@ -81,6 +83,8 @@ __all__ = [
     "Signer",
     "Transport",
     "Unmatched",
+    "choose_subprotocol",
+    "client_frame",
     "decode",
     "encode",
     "encode_parts",

@@ -30,12 +30,15 @@ from typing import Any
 
 from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.channel import MESSAGE_CHANNELS, Channel
-from kernelyard.wire.codec import RawMessage, parse
+from kernelyard.wire.codec import RawMessage, message_parts, parse
+from kernelyard.wire.frame import Frame
 from kernelyard.wire.jsonutil import dumps, loads_object
 from kernelyard.wire.message import Message
 
 __all__ = [
     "V1_SUBPROTOCOL",
+    "choose_subprotocol",
+    "client_frame",
     "from_legacy",
     "from_v1",
     "legacy_from_parts",
@@ -46,8 +49,6 @@ __all__ = [
 ]
 
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
-
-Frame = bytes | memoryview
 
 
 def _message_channel(value: object) -> Channel | None:
@@ -224,3 +225,36 @@ def from_v1(data: bytes) -> Message:
         buffers=tuple(bytes(b) for b in parts[4:]),
     )
     return parse(raw, channel=channel)
+
+
+# -- what a client sends a server -----------------------------------------------
+
+
+def choose_subprotocol(offered: Sequence[str], preference: str | None) -> str | None:
+    """v1 only when the client offers it and ``preference`` (None or v1) allows it;
+    ``preference`` "" means always the legacy framing.
+    """
+    if preference == "":
+        return None
+    wanted = preference or V1_SUBPROTOCOL
+    return wanted if wanted in offered else None
+
+
+def client_frame(data: str | bytes, *, v1: bool) -> tuple[Channel, list[Frame], dict[str, Any]]:
+    """A client's frame as (channel, raw parts, header): v1 binary frames are split
+    without parsing their parts (only the header is read), anything else is read as
+    the legacy framing (a missing channel means shell, as in jupyter_server).
+    Raises MalformedMessage.
+    """
+    if not (v1 and isinstance(data, bytes)):
+        msg = from_legacy(data)
+        return msg.channel or Channel.SHELL, message_parts(msg), dict(msg.header)
+    name, parts = unpack_v1(data)
+    try:
+        channel = Channel(name)
+    except ValueError:
+        raise MalformedMessage(f"unknown channel: {name!r}") from None
+    if len(parts) < 4:
+        raise MalformedMessage(f"v1 message has {len(parts)} parts, expected 4 or more")
+    header = loads_object(parts[0], "header")
+    return channel, list(parts), header
