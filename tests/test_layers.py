@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md "Layers", enforced on the source tree.
+"""The import rules of docs/ARCHITECTURE.md ("Layers"), enforced on the source tree.
 
 Every import statement in src/kernelyard counts, also ones inside functions or
 ``if TYPE_CHECKING:`` blocks: a lazy import that breaks the layering still

@@ -88,3 +88,40 @@ def test_merging_keeps_every_character_of_each_stream(chunks: list[tuple[str, st
     assert all(a.stream != b.stream for a, b in itertools.pairwise(merged))
     if merged:
         assert merged[-1].seq == len(entries)
+
+
+def test_stream_chunks_for_different_sessions_do_not_merge() -> None:
+    first, second = stream("a"), stream("b")
+    second.session = "s1"
+    log = ReplayLog(max_messages=100, max_bytes=1 << 20)
+    log.append(first)
+    log.append(second)
+    assert len(log) == 2
+    assert [e.session for e in merge_streams([first, second])] == [None, "s1"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["out", "err"]), st.sampled_from(["p", "q"]), st.text(max_size=3)
+        ),
+        max_size=30,
+    )
+)
+def test_merge_streams_joins_what_an_unread_log_joins(chunks: list[tuple[str, str, str]]) -> None:
+    def entries() -> list[LogEntry]:
+        made = [stream(text, parent=parent, name=name) for name, parent, text in chunks]
+        for i, entry in enumerate(made, 1):
+            entry.seq = i
+        return made
+
+    inputs = entries()
+    merged = merge_streams(inputs)
+    assert [e.text for e in inputs] == [[t] for _, _, t in chunks]  # inputs untouched
+    log = ReplayLog(max_messages=1000, max_bytes=1 << 20)
+    for entry in entries():
+        log.append(entry)
+    _, logged, _ = log.read(0, None, limit=1000)
+    assert [(e.stream, "".join(e.text)) for e in merged] == [
+        (e.stream, "".join(e.text)) for e in logged
+    ]

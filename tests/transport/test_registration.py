@@ -13,7 +13,7 @@ import zmq
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning import LaunchSpec, launch
 from kernelyard.transport import context
-from kernelyard.transport.registration import RegistrationSocket
+from kernelyard.transport.registration import RegistrationSocket, _ports
 from kernelyard.wire import PORT_FIELDS, MessageFactory, Signer, decode, encode
 
 pytestmark = pytest.mark.anyio
@@ -62,3 +62,21 @@ async def test_garbage_on_the_registration_socket_is_ignored() -> None:
     finally:
         peer.close()
         registration.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"shell_port": True},  # a bool is an int to isinstance, not a port
+        {"shell_port": 0},
+        {"iopub_port": 65536},
+        {"hb_port": 4000.0},
+        {"control_port": None},
+    ],
+)
+def test_a_handshake_request_needs_five_valid_ports(change: dict[str, object]) -> None:
+    factory = MessageFactory(clock=lambda: datetime.now(UTC))
+    ports = {name: 40000 + n for n, name in enumerate(PORT_FIELDS.values())}
+    assert _ports(factory.message("handshake_request", ports)) == ports
+    assert _ports(factory.message("handshake_request", {**ports, **change})) is None
+    assert _ports(factory.message("kernel_info_request", ports)) is None

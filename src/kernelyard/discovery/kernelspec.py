@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 import orjson
 
@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 InterruptMode = Literal["signal", "message"]
+
+
+def _is_interrupt_mode(value: object) -> TypeGuard[InterruptMode]:
+    """Whether ``value`` is one of the interrupt modes a kernelspec may name."""
+    return value in get_args(InterruptMode)
+
 
 _NAME = re.compile(r"^[a-z0-9._\-]+$", re.IGNORECASE)
 _NAME_RULE = "kernel names are ASCII letters, digits, '-', '.' and '_'"
@@ -138,7 +144,8 @@ class KernelSpec:
         ):
             raise fail("env must map strings to strings")
         mode = data.get("interrupt_mode", "signal")
-        if not isinstance(mode, str) or mode.lower() not in ("signal", "message"):
+        interrupt_mode = mode.lower() if isinstance(mode, str) else None
+        if not _is_interrupt_mode(interrupt_mode):
             raise fail(f"interrupt_mode must be 'signal' or 'message', not {mode!r}")
         metadata = data.get("metadata", {})
         metadata = {} if metadata is None else metadata
@@ -157,7 +164,7 @@ class KernelSpec:
             display_name=data.get("display_name", "") or name,
             language=data.get("language", ""),
             env=env,
-            interrupt_mode=mode.lower(),  # type: ignore[arg-type]  # checked above
+            interrupt_mode=interrupt_mode,
             metadata=metadata,
             kernel_protocol_version=data.get("kernel_protocol_version", ""),
             resource_dir=resource_dir,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from kernelyard._clock import utcnow
+from kernelyard.wire import format_date
 
 __all__ = ["KERNEL_ACTIONS_SCHEMA", "EventBus"]
 
@@ -47,7 +49,7 @@ class EventBus:
     ) -> dict[str, Any]:
         """Record one action; ``status_code`` (an HTTP status) marks it failed."""
         record: dict[str, Any] = {
-            "__timestamp__": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "__timestamp__": format_date(utcnow()),
             "__schema__": KERNEL_ACTIONS_SCHEMA,
             "__schema_version__": 1,
             "__metadata_version__": 1,

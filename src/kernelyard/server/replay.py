@@ -49,8 +49,20 @@ class LogEntry:
     def __post_init__(self) -> None:
         self.size = sum(map(len, self.parts))
 
+    def continued_by(self, other: LogEntry) -> bool:
+        """Whether ``other`` may be merged into this entry: the rule both merges follow.
+
+        It may when it is a stream message of the same stream and request
+        (the stream key) for the same session.
+        """
+        return (
+            other.stream is not None
+            and other.stream == self.stream
+            and other.session == self.session
+        )
+
     def absorb(self, other: LogEntry) -> None:
-        """Append ``other``'s stream text (same stream key) to this entry."""
+        """Append ``other``'s stream text to this entry (``continued_by(other)`` holds)."""
         self.text.extend(other.text)
         self.size += sum(len(t) for t in other.text)
         self.frames.clear()
@@ -74,12 +86,7 @@ def merge_streams(entries: Iterable[LogEntry]) -> list[LogEntry]:
     copies: set[int] = set()  # ids of the fresh copies in ``out``
     for entry in entries:
         last = out[-1] if out else None
-        if (
-            entry.stream is not None
-            and last is not None
-            and last.stream == entry.stream
-            and last.session == entry.session
-        ):
+        if last is not None and last.continued_by(entry):
             if id(last) not in copies:
                 last = LogEntry(
                     last.channel,
@@ -124,7 +131,7 @@ class ReplayLog:
         """Add ``entry`` (numbering it); returns False when it was merged into the last one."""
         if entry.stream is not None and len(self) and self.last_seq > self._taken:
             last = self._entries[-1]
-            if last.stream == entry.stream and last.session == entry.session:
+            if last.continued_by(entry):
                 before = last.size
                 last.absorb(entry)
                 self.bytes += last.size - before

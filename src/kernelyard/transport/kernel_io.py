@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -36,12 +36,12 @@ import zmq
 from kernelyard.errors import ConnectionInfoError
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
+from kernelyard.wire.frame import Frames
 
 __all__ = ["FrameHandler", "Frames", "KernelSockets"]
 
 log = logging.getLogger(__name__)
 
-Frames = Sequence[bytes | memoryview]
 FrameHandler = Callable[[list[bytes]], None]
 
 _SOCKET_TYPES = {

@@ -10,6 +10,8 @@ because they were bound before anyone learned them.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import zmq
 
 from kernelyard.errors import RemoteProtocolError
@@ -63,11 +65,18 @@ class RegistrationSocket:
 
 
 def _ports(msg: Message) -> dict[str, int] | None:
+    """The five ports of a ``handshake_request``, or None if it is not one with valid ports."""
     if msg.msg_type != "handshake_request":
         return None
-    ports = {name: msg.content.get(name) for name in PORT_FIELDS.values()}
-    if not all(
-        isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports.values()
-    ):
-        return None
-    return ports  # type: ignore[return-value]  # checked above
+    ports: dict[str, int] = {}
+    for name in PORT_FIELDS.values():
+        port = msg.content.get(name)
+        if not _is_port(port):
+            return None
+        ports[name] = port
+    return ports
+
+
+def _is_port(value: object) -> TypeGuard[int]:
+    """A TCP port number (an int, not a bool, in 1..65535)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536

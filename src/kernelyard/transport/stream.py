@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import zmq
 
 from kernelyard.errors import ChannelClosed
 from kernelyard.wire.channel import Channel
+from kernelyard.wire.frame import Frames
 
 __all__ = ["ChannelStream", "map_zmq_errors"]
-
-Frame = bytes | memoryview
 
 # Plain ints: pyzmq's flags are enums, and every ``|`` or ``&`` on them builds a
 # new enum member, which shows up in each round trip and in every flood.
@@ -127,7 +126,7 @@ class ChannelStream:
 
     # -- sending and receiving --------------------------------------------------------
 
-    async def send(self, frames: Sequence[Frame]) -> None:
+    async def send(self, frames: Frames) -> None:
         self._check_open()
         send = self._socket.send
         with map_zmq_errors(self.channel):

@@ -14,13 +14,13 @@ Decoding any sequence of byte frames either returns a message or raises a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
 
 from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.channel import Channel
+from kernelyard.wire.frame import Frame, Frames
 from kernelyard.wire.jsonutil import dumps, dumps_fast, loads_object
 from kernelyard.wire.message import Message, check_header
 from kernelyard.wire.signing import ReplayGuard, Signer
@@ -39,8 +39,6 @@ __all__ = [
 DELIMITER = b"<IDS|MSG>"
 
 _orjson_loads = orjson.loads
-
-Frame = bytes | memoryview
 
 
 class RawMessage(NamedTuple):
@@ -66,7 +64,7 @@ class RawMessage(NamedTuple):
             guard.record(bytes(self.signature))
 
 
-def split(frames: Sequence[Frame]) -> RawMessage:
+def split(frames: Frames) -> RawMessage:
     """Split multipart frames at the delimiter; bad framing raises MalformedMessage."""
     try:
         index = frames.index(DELIMITER)
@@ -102,16 +100,13 @@ def parse(raw: RawMessage, *, channel: Channel | None = None) -> Message:
         and type(content) is dict
     ):
         return _parse_naming_the_fault(raw, channel)
-    check_header(header)
-    return Message(header, parent_header, metadata, content, raw.buffers, channel)  # type: ignore[arg-type]
+    return Message(check_header(header), parent_header, metadata, content, raw.buffers, channel)
 
 
 def _parse_naming_the_fault(raw: RawMessage, channel: Channel | None) -> Message:
     """The slow path: part by part, so the MalformedMessage says which part is wrong."""
-    header = loads_object(raw.header, "header")
-    check_header(header)
     return Message(
-        header=header,  # type: ignore[arg-type]  # checked by check_header
+        header=check_header(loads_object(raw.header, "header")),
         parent_header=loads_object(raw.parent_header, "parent_header"),
         metadata=loads_object(raw.metadata, "metadata"),
         content=loads_object(raw.content, "content"),
@@ -121,7 +116,7 @@ def _parse_naming_the_fault(raw: RawMessage, channel: Channel | None) -> Message
 
 
 def decode(
-    frames: Sequence[Frame],
+    frames: Frames,
     signer: Signer,
     *,
     guard: ReplayGuard | None = None,
@@ -134,11 +129,11 @@ def decode(
 
 
 def encode_parts(
-    parts: Sequence[Frame],
+    parts: Frames,
     signer: Signer,
     *,
-    buffers: Sequence[Frame] = (),
-    identities: Sequence[Frame] = (),
+    buffers: Frames = (),
+    identities: Frames = (),
 ) -> list[Frame]:
     """Frame four already-encoded JSON parts (header, parent, metadata, content) and sign them."""
     if len(parts) != 4:
@@ -167,7 +162,7 @@ def message_parts(msg: Message) -> list[Frame]:
     return parts
 
 
-def encode(msg: Message, signer: Signer, *, identities: Sequence[Frame] = ()) -> list[Frame]:
+def encode(msg: Message, signer: Signer, *, identities: Frames = ()) -> list[Frame]:
     """The signed multipart frames of ``msg``; unencodable content raises LocalProtocolError."""
     parts = message_parts(msg)
     return [*identities, DELIMITER, signer.sign(parts[:4]), *parts]

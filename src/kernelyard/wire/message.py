@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from kernelyard.errors import LocalProtocolError, MalformedMessage
 from kernelyard.wire.channel import Channel
+from kernelyard.wire.frame import Frames
 from kernelyard.wire.jsonutil import format_date, parse_date
 
 __all__ = [
@@ -94,7 +95,7 @@ class Message:
     parent_header: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     content: Mapping[str, Any] = field(default_factory=dict)
-    buffers: Sequence[bytes | memoryview] = ()
+    buffers: Frames = ()
     channel: Channel | None = None
 
     @property
@@ -147,28 +148,34 @@ class Message:
         header = msg.get("header")
         if not isinstance(header, dict):
             raise MalformedMessage("header is not a JSON object")
-        check_header(header)
-        parts = {}
-        for name in ("parent_header", "metadata", "content"):
-            value = msg.get(name)
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise MalformedMessage(f"{name} is not a JSON object")
-            parts[name] = value
+        checked = check_header(header)
+        parent_header = _object(msg, "parent_header")
+        metadata = _object(msg, "metadata")
+        content = _object(msg, "content")
         buffers = msg.get("buffers") or ()
         if not isinstance(buffers, list | tuple) or not all(
             isinstance(b, bytes | memoryview) for b in buffers
         ):
             raise MalformedMessage("buffers is not a list of bytes")
-        return cls(header, channel=channel, buffers=tuple(buffers), **parts)  # type: ignore[arg-type]
+        return cls(checked, parent_header, metadata, content, tuple(buffers), channel)
 
 
-def check_header(header: Mapping[str, Any]) -> None:
-    """Raise MalformedMessage unless msg_id and msg_type are strings.
+def _object(msg: Mapping[str, Any], name: str) -> JSONDict:
+    """``msg[name]`` as a JSON object (missing or null is ``{}``); else MalformedMessage."""
+    value = msg.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{name} is not a JSON object")
+    return value
+
+
+def check_header(header: Mapping[str, Any]) -> Header:
+    """``header`` as a :class:`Header`; MalformedMessage unless msg_id and msg_type are strings.
 
     The other fields are checked only for type when present: peers speaking
     older protocol versions omit some, and rejecting them would help nobody.
+    The same mapping is returned (not a copy): unknown fields survive.
     """
     for key in ("msg_id", "msg_type"):
         if not isinstance(header.get(key), str):
@@ -177,6 +184,9 @@ def check_header(header: Mapping[str, Any]) -> None:
         value = header.get(key)
         if value is not None and not isinstance(value, str):
             raise MalformedMessage(f"header.{key} is not a string")
+    # Checked above, as far as the protocol lets us check: the fields that are
+    # there have the right types, and the two that nothing works without exist.
+    return cast(Header, header)
 
 
 class MessageFactory:
@@ -218,7 +228,7 @@ class MessageFactory:
         *,
         parent: Message | Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
-        buffers: Sequence[bytes | memoryview] = (),
+        buffers: Frames = (),
         channel: Channel | None = None,
         subshell_id: str | None = None,
     ) -> Message:
