@@ -32,7 +32,7 @@ import orjson
 from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kernelspec
 from kernelyard.discovery.providers import IPYKERNEL_PRELOAD
 from kernelyard.manager import KernelManager
-from kernelyard.provisioning import ForkServers
+from kernelyard.provisioning import ForkServerProvisioner, ForkServers, LaunchOptions
 from kernelyard.wire import Message
 
 from .harness import min_med_max
@@ -96,6 +96,9 @@ async def _timed(step: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - started
 
 
+QUIET = LaunchOptions(stderr=None)
+
+
 async def _forked_starts(finder: KernelFinder, kernel: str, metric: Metric) -> None:
     """Median start-to-ready of FORKED_STARTS kernels forked from a warm fork server."""
     async with ForkServers() as forks:
@@ -103,7 +106,12 @@ async def _forked_starts(finder: KernelFinder, kernel: str, metric: Metric) -> N
             return
         times = []
         for _ in range(FORKED_STARTS):
-            manager = KernelManager(kernel, finder=finder, stderr=None, forks=forks)
+            manager = KernelManager(
+                kernel,
+                finder=finder,
+                options=QUIET,
+                provisioner=ForkServerProvisioner(forks, finder.runtime_dir),
+            )
             started = time.perf_counter()
             await manager.start()
             async with manager.client() as client:
@@ -116,7 +124,7 @@ async def _forked_starts(finder: KernelFinder, kernel: str, metric: Metric) -> N
 
 
 async def _one_round(finder: KernelFinder, kernel: str, metrics: dict[str, Metric]) -> None:
-    manager = KernelManager(kernel, finder=finder, stderr=None)
+    manager = KernelManager(kernel, finder=finder, options=QUIET)
     client = None
 
     async def start() -> None:

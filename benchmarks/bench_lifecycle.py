@@ -35,7 +35,12 @@ from jupyter_client.manager import AsyncKernelManager
 
 from kernelyard.discovery import KernelFinder
 from kernelyard.manager import KernelManager
-from kernelyard.provisioning import ForkServers
+from kernelyard.provisioning import (
+    ForkServerProvisioner,
+    ForkServers,
+    LaunchOptions,
+    SubprocessProvisioner,
+)
 from kernelyard.wire import Message
 
 KERNEL = "python3"
@@ -64,6 +69,8 @@ class Series:
         )
 
 
+QUIET = LaunchOptions(stderr=None)
+
 # -- one kernel each side ---------------------------------------------------------------
 
 
@@ -73,7 +80,13 @@ class Ours:
 
     async def start(self) -> None:
         kernel = KERNEL if self.forks is None else FORKED_KERNEL
-        self.manager = KernelManager(kernel, stderr=None, forks=self.forks)
+        finder = KernelFinder.default()
+        provisioner = (
+            SubprocessProvisioner(finder.runtime_dir)
+            if self.forks is None
+            else ForkServerProvisioner(self.forks, finder.runtime_dir)
+        )
+        self.manager = KernelManager(kernel, finder=finder, options=QUIET, provisioner=provisioner)
         await self.manager.start()
         assert self.manager.process is not None
         assert self.manager.process.forked is (self.forks is not None)

@@ -143,6 +143,19 @@ class LaunchError(KernelyardError):
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
 
+    @classmethod
+    def citing_stderr(
+        cls, message: str, *, argv: list[str], exit_code: int | None, stderr_tail: str
+    ) -> LaunchError:
+        """``message``, then the last line the kernel printed (usually its error)."""
+        lines = stderr_tail.strip().splitlines()
+        return cls(
+            f"{message}: {lines[-1]}" if lines else message,
+            argv=argv,
+            exit_code=exit_code,
+            stderr_tail=stderr_tail,
+        )
+
 
 class InvalidState(KernelyardError, RuntimeError):
     """The operation is not allowed in the current lifecycle state."""

@@ -11,6 +11,7 @@ from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import ChannelClosed, InvalidState, ReplyTimeout
 from kernelyard.manager import KernelManager
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.wire import Channel, Message
 
 from ..helpers import Collect, wait_for_output, wait_until_running
@@ -20,7 +21,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 @pytest.fixture(params=["tcp", "ipc"])
 async def manager(request: pytest.FixtureRequest, finder: KernelFinder):
-    async with KernelManager("python3", finder=finder, transport=request.param, stderr=None) as km:
+    async with KernelManager(
+        "python3", finder=finder, options=LaunchOptions(transport=request.param, stderr=None)
+    ) as km:
         yield km
 
 
@@ -41,7 +44,10 @@ async def test_kernel_info_on_shell_and_control(client: KernelClient) -> None:
 
 
 async def test_the_first_output_of_the_first_execute_arrives(finder: KernelFinder) -> None:
-    async with KernelManager("python3", finder=finder, stderr=None) as km, km.client() as kc:
+    async with (
+        KernelManager("python3", finder=finder, options=LaunchOptions(stderr=None)) as km,
+        km.client() as kc,
+    ):
         await kc.wait_for_ready(timeout=30)
         out = Collect()
         reply = await kc.execute_interactive("print('first')", output_hook=out, timeout=30)

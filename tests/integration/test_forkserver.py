@@ -15,10 +15,11 @@ from kernelyard.discovery import KernelFinder, KernelSpecProvider
 from kernelyard.discovery.ownkernel import PRELOAD
 from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager, KernelRestarter, MultiKernelManager
-from kernelyard.provisioning import ForkServers
-from kernelyard.provisioning.forkserver import UNKNOWN_EXIT_CODE, ZYGOTE, ForkedProcess
-from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning import ForkServerProvisioner, ForkServers, LaunchOptions
+from kernelyard.provisioning.forked import UNKNOWN_EXIT_CODE, ForkedProcess
+from kernelyard.provisioning.forkserver import ZYGOTE
 from kernelyard.provisioning.process import ProcessEvents
+from kernelyard.provisioning.spec import LaunchSpec
 
 from ..helpers import Collect, make_spec_dir, wait_for_output
 from .conftest import KERNELYARD
@@ -68,6 +69,13 @@ async def forks() -> AsyncIterator[ForkServers]:
         yield servers
 
 
+QUIET = LaunchOptions(stderr=None)
+
+
+def _forking(forks: ForkServers, finder: KernelFinder) -> ForkServerProvisioner:
+    return ForkServerProvisioner(forks, finder.runtime_dir)
+
+
 def _children() -> list[int]:
     return [
         int(entry)
@@ -98,7 +106,7 @@ async def _ready(forks: ForkServers, finder: KernelFinder, type_id: str) -> None
 
 
 async def _usable(forks: ForkServers, finder: KernelFinder, type_id: str) -> bool:
-    km = KernelManager(type_id, finder=finder, stderr=None, forks=forks)
+    km = KernelManager(type_id, finder=finder, options=QUIET, provisioner=_forking(forks, finder))
     async with km:
         assert km.process is not None
         return km.process.forked
@@ -114,10 +122,10 @@ async def test_a_forked_kernel_is_what_a_spawned_one_would_be(
     km = KernelManager(
         "forked",
         finder=fork_finder,
-        forks=forks,
-        cwd=work,
-        env={**os.environ, "KY_LAUNCH": "per-launch"},
-        stderr=errors.append,
+        options=LaunchOptions(
+            cwd=work, env={**os.environ, "KY_LAUNCH": "per-launch"}, stderr=errors.append
+        ),
+        provisioner=_forking(forks, fork_finder),
     )
     async with km, km.client() as client:
         assert km.process is not None
@@ -161,7 +169,25 @@ async def test_a_spawned_kernel_is_not_taken_for_forked_under_uvloop(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     """The server runs on uvloop, whose subprocess transport is not asyncio's class."""
-    km = KernelManager("python3", finder=fork_finder, forks=forks, stderr=None)
+    km = KernelManager(
+        "python3", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+    )
+    async with km:
+        assert km.process is not None
+        assert not km.process.forked
+        assert _parent(km.process.pid) == os.getpid()
+
+
+async def test_fork_false_in_the_options_spawns_even_a_preloading_kernel(
+    fork_finder: KernelFinder, forks: ForkServers
+) -> None:
+    await _ready(forks, fork_finder, "forked")
+    km = KernelManager(
+        "forked",
+        finder=fork_finder,
+        options=LaunchOptions(stderr=None, fork=False),
+        provisioner=_forking(forks, fork_finder),
+    )
     async with km:
         assert km.process is not None
         assert not km.process.forked
@@ -172,7 +198,9 @@ async def test_kill_nine_is_reported_and_the_restarter_forks_it_again(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     await _ready(forks, fork_finder, "forked")
-    km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+    km = KernelManager(
+        "forked", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+    )
     restarted = anyio.Event()
     async with km, anyio.create_task_group() as tg:
         restarter = KernelRestarter(km, on_restarted=lambda event: restarted.set())
@@ -195,7 +223,9 @@ async def test_interrupt_by_signal_reaches_a_forked_kernel(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     await _ready(forks, fork_finder, "forked-signal")
-    km = KernelManager("forked-signal", finder=fork_finder, forks=forks, stderr=None)
+    km = KernelManager(
+        "forked-signal", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+    )
     async with km, km.client() as client, client.iopub() as messages:
         assert km.process is not None
         assert km.process.forked
@@ -218,7 +248,12 @@ async def test_a_cwd_that_does_not_exist_is_a_launch_error(
     fork_finder: KernelFinder, forks: ForkServers, tmp_path: Path, runtime_dir: Path
 ) -> None:
     await _ready(forks, fork_finder, "forked")
-    km = KernelManager("forked", finder=fork_finder, forks=forks, cwd=tmp_path / "missing")
+    km = KernelManager(
+        "forked",
+        finder=fork_finder,
+        options=LaunchOptions(cwd=tmp_path / "missing"),
+        provisioner=_forking(forks, fork_finder),
+    )
     with pytest.raises(LaunchError, match="No such file or directory"):
         await km.start()
 
@@ -297,7 +332,9 @@ async def test_a_missing_interpreter_is_a_launch_error_not_a_crash(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     assert not await forks.prepare(fork_finder.get_spec("no-python").launch_spec(), wait=True)
-    km = KernelManager("no-python", finder=fork_finder, forks=forks, stderr=None)
+    km = KernelManager(
+        "no-python", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+    )
     with pytest.raises(LaunchError, match="cannot start kernel"):
         await km.start()
 
@@ -306,7 +343,9 @@ async def test_a_kernel_outlives_its_zygote_and_its_end_is_still_seen(
     fork_finder: KernelFinder, forks: ForkServers
 ) -> None:
     await _ready(forks, fork_finder, "forked")
-    km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+    km = KernelManager(
+        "forked", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+    )
     async with km, km.client() as client:
         assert km.process is not None
         zygote = _parent(km.process.pid)
@@ -326,7 +365,9 @@ async def test_closing_the_fork_servers_ends_the_zygotes_not_the_kernels(
 ) -> None:
     async with ForkServers() as forks:
         await _ready(forks, fork_finder, "forked")
-        km = KernelManager("forked", finder=fork_finder, forks=forks, stderr=None)
+        km = KernelManager(
+            "forked", finder=fork_finder, options=QUIET, provisioner=_forking(forks, fork_finder)
+        )
         await km.start()
         assert km.process is not None
         zygote = _parent(km.process.pid)
@@ -357,7 +398,7 @@ async def test_multi_kernel_manager_forks_after_warm_up(fork_finder: KernelFinde
             assert process.forked
             pids.add(process.pid)
         assert len(pids) == 10
-    async with MultiKernelManager(finder=fork_finder, fork=False) as kernels:
+    async with MultiKernelManager(finder=fork_finder, options=LaunchOptions(fork=False)) as kernels:
         assert not await kernels.warm_up("forked", wait=True)  # fork=False
         kernel_id = await kernels.start_kernel("forked")
         process = kernels.get_kernel(kernel_id).process

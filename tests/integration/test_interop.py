@@ -14,15 +14,18 @@ from kernelyard.blocking import (
 )
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import KernelDied
+from kernelyard.provisioning import LaunchOptions
 
 from ..helpers import jupyter_client_peer
 
 pytestmark = pytest.mark.integration
 
+QUIET = LaunchOptions(stderr=None)
+
 
 def test_jupyter_client_drives_a_kernel_launched_by_our_manager(finder: KernelFinder) -> None:
     # jupyter_client runs as a separate program, as a real peer would.
-    with BlockingKernelManager("python3", finder=finder, stderr=None) as km:
+    with BlockingKernelManager("python3", finder=finder, options=QUIET) as km:
         assert km.async_manager.process is not None
         connection_file = km.async_manager.process.connection_file
         result = jupyter_client_peer(connection_file, "print('via jupyter_client')")
@@ -31,7 +34,7 @@ def test_jupyter_client_drives_a_kernel_launched_by_our_manager(finder: KernelFi
 
 
 def test_blocking_client_and_manager(finder: KernelFinder, runtime_dir: Path) -> None:
-    with run_kernel_blocking("python3", finder=finder, stderr=None) as kc:
+    with run_kernel_blocking("python3", finder=finder, options=QUIET) as kc:
         reply = kc.execute_interactive("x = 21 * 2\nprint(x)", output_hook=lambda m: None)
         assert reply.content["status"] == "ok"
         with kc.iopub() as messages:
@@ -51,14 +54,14 @@ def test_blocking_calls_work_inside_a_running_event_loop(finder: KernelFinder) -
     async def notebook_cell() -> str:
         # A blocking client used from code that runs on an event loop, as in
         # a notebook cell: no nest_asyncio, no "loop already running".
-        with run_kernel_blocking("python3", finder=finder, stderr=None) as kc:
+        with run_kernel_blocking("python3", finder=finder, options=QUIET) as kc:
             return str(kc.execute("1 + 1").content["status"])
 
     assert asyncio.run(notebook_cell()) == "ok"
 
 
 def test_blocking_manager_death_and_restart(finder: KernelFinder) -> None:
-    with BlockingKernelManager("python3", finder=finder, stderr=None) as km:
+    with BlockingKernelManager("python3", finder=finder, options=QUIET) as km:
         kc = km.client()
         with kc:
             kc.wait_for_ready(timeout=30)
@@ -68,7 +71,7 @@ def test_blocking_manager_death_and_restart(finder: KernelFinder) -> None:
 
 
 def test_blocking_multi_kernel_manager(finder: KernelFinder) -> None:
-    with BlockingMultiKernelManager(finder=finder, manager_options={"stderr": None}) as mkm:
+    with BlockingMultiKernelManager(finder=finder, options=QUIET) as mkm:
         kid = mkm.start_kernel("python3")
         assert kid in mkm
         assert len(mkm) == 1
@@ -83,7 +86,7 @@ def test_blocking_multi_kernel_manager(finder: KernelFinder) -> None:
 
 
 def test_every_blocking_request(finder: KernelFinder) -> None:
-    with run_kernel_blocking("python3", finder=finder, stderr=None) as kc:
+    with run_kernel_blocking("python3", finder=finder, options=QUIET) as kc:
         assert kc.kernel_info(timeout=30).content["status"] == "ok"
         assert kc.execute("import os", timeout=30).content["status"] == "ok"
         assert kc.inspect("os", detail_level=0).content["found"] is True

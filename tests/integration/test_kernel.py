@@ -13,6 +13,7 @@ from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import LaunchError
 from kernelyard.manager import KernelManager
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.transport import open_channel
 from kernelyard.transport.registration import RegistrationSocket
 from kernelyard.wire import PORT_FIELDS, Channel, Message
@@ -27,7 +28,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 @pytest.fixture(params=["tcp", "ipc"])
 async def manager(request: pytest.FixtureRequest, finder: KernelFinder):
-    async with KernelManager("kernelyard", finder=finder, transport=request.param) as km:
+    async with KernelManager(
+        "kernelyard", finder=finder, options=LaunchOptions(transport=request.param)
+    ) as km:
         yield km
 
 
@@ -407,7 +410,9 @@ async def test_a_kernel_that_exits_before_registering_is_a_launch_error(
     finder: KernelFinder,
 ) -> None:
     with anyio.fail_after(10), pytest.raises(LaunchError, match="no ports for you") as caught:
-        async with KernelManager("exits-before-registering", finder=finder, stderr=None):
+        async with KernelManager(
+            "exits-before-registering", finder=finder, options=LaunchOptions(stderr=None)
+        ):
             pass
     assert caught.value.exit_code == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -9,6 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -25,19 +27,23 @@ from kernelyard.manager import (
     run_kernel,
     start_kernel,
 )
+from kernelyard.provisioning import AttachInfo, LaunchOptions
 from kernelyard.wire import Channel, MessageFactory, Reply, Signer, encode
 
 from ..helpers import wait_for_output, wait_until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
+QUIET = LaunchOptions(stderr=None)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def quiet(finder: KernelFinder, type_id: str = "python3", **options: object) -> KernelManager:
-    return KernelManager(type_id, finder=finder, stderr=None, **options)  # type: ignore[arg-type]
+def quiet(finder: KernelFinder, type_id: str = "python3", **options: Any) -> KernelManager:
+    """A manager whose kernel's stderr is not forwarded, with these LaunchOptions."""
+    return KernelManager(type_id, finder=finder, options=LaunchOptions(stderr=None, **options))
 
 
 async def test_start_writes_a_private_connection_file_and_shutdown_removes_it(
@@ -279,9 +285,9 @@ async def test_operations_in_the_wrong_state(finder: KernelFinder) -> None:
 
 
 async def test_run_kernel_and_start_kernel(finder: KernelFinder) -> None:
-    async with run_kernel("python3", finder=finder, stderr=None) as kc:
+    async with run_kernel("python3", finder=finder, options=QUIET) as kc:
         assert (await kc.execute("1", timeout=30)).content["status"] == "ok"
-    km, kc = await start_kernel("python3", finder=finder, stderr=None)
+    km, kc = await start_kernel("python3", finder=finder, options=QUIET)
     try:
         assert (await kc.kernel_info()).content["status"] == "ok"
     finally:
@@ -290,7 +296,7 @@ async def test_run_kernel_and_start_kernel(finder: KernelFinder) -> None:
 
 
 async def test_twenty_concurrent_starts(finder: KernelFinder) -> None:
-    async with MultiKernelManager(finder=finder, manager_options={"stderr": None}) as mkm:
+    async with MultiKernelManager(finder=finder, options=QUIET) as mkm:
         ids: list[str] = []
 
         async def start() -> None:
@@ -314,7 +320,7 @@ async def test_twenty_concurrent_starts(finder: KernelFinder) -> None:
 
 
 async def test_multi_kernel_manager_by_id(finder: KernelFinder) -> None:
-    async with MultiKernelManager(finder=finder, manager_options={"stderr": None}) as mkm:
+    async with MultiKernelManager(finder=finder, options=QUIET) as mkm:
         kid = await mkm.start_kernel(kernel_id="chosen-id")
         assert kid == "chosen-id"
         assert "chosen-id" in mkm
@@ -368,7 +374,7 @@ async def test_a_slow_start_does_not_block_another(finder: KernelFinder, kernels
     )
     async with (
         MultiKernelManager(
-            finder=finder, manager_options={"stderr": None, "startup_timeout": 20}
+            finder=finder, options=LaunchOptions(stderr=None, startup_timeout=20)
         ) as mkm,
         anyio.create_task_group() as tg,
     ):
@@ -416,3 +422,33 @@ async def test_client_heartbeat_marks_a_frozen_kernel_dead_then_alive(finder: Ke
             while not kc.is_alive:
                 await anyio.sleep(0.05)
         assert (await kc.kernel_info(timeout=10)).content["status"] == "ok"
+
+
+async def test_a_start_adds_its_env_to_the_managers_environment(finder: KernelFinder) -> None:
+    # The server passes a client's KERNEL_* variables this way: they are added to the
+    # kernel's environment, never a replacement for it (PATH and HOME stay).
+    async with MultiKernelManager(finder=finder, options=QUIET) as mkm:
+        kid = await mkm.start_kernel("python3", env={"KERNEL_USERNAME": "ada"})
+        async with mkm.get_kernel(kid).client() as kc:
+            reply = await kc.execute(
+                "import os",
+                user_expressions={
+                    "user": "os.environ['KERNEL_USERNAME']",
+                    "path": "os.environ['PATH'] == " + repr(os.environ["PATH"]),
+                },
+                timeout=30,
+            )
+    expressions = reply.content["user_expressions"]
+    assert expressions["user"]["data"]["text/plain"] == "'ada'"
+    assert expressions["path"]["data"]["text/plain"] == "True"
+
+
+async def test_the_provisioner_tells_how_to_reach_the_kernel_again(finder: KernelFinder) -> None:
+    async with quiet(finder) as km:
+        assert km.process is not None
+        attach = km.process.attach_info(km.kernel_id)
+        assert AttachInfo.from_dict(json.loads(json.dumps(attach.to_dict()))) == attach
+        assert attach.provisioner == "local"
+        assert attach.connection_info == km.connection_info
+        assert attach.location["pid"] == km.process.pid
+        assert Path(attach.location["connection_file"]).exists()

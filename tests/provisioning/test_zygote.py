@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from kernelyard.provisioning.forkserver import ZYGOTE, _report, fork_plan
-from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning.forked import fork_plan, read_report
+from kernelyard.provisioning.forkserver import ZYGOTE
+from kernelyard.provisioning.spec import LaunchSpec
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -131,6 +132,6 @@ def test_fork_plan_needs_a_preload_and_dash_m() -> None:
 
 
 def test_an_unreadable_report_reads_as_an_error() -> None:
-    assert _report(b'{"ready": 7}') == {"ready": 7}
+    assert read_report(b'{"ready": 7}') == {"ready": 7}
     for garbage in (b"not json", b"[1, 2]", b"\xff"):
-        assert "unreadable report" in _report(garbage)["error"]
+        assert "unreadable report" in read_report(garbage)["error"]

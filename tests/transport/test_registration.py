@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from kernelyard.errors import LaunchError
-from kernelyard.provisioning import LaunchSpec, launch
+from kernelyard.provisioning import LaunchOptions, LaunchSpec, SubprocessProvisioner
 from kernelyard.transport import context
 from kernelyard.transport.registration import RegistrationSocket, _ports
 from kernelyard.wire import PORT_FIELDS, MessageFactory, Signer, decode, encode
@@ -29,8 +29,8 @@ def anyio_backend() -> str:
 async def test_a_kernel_that_never_registers_is_a_launch_error(tmp_path: Path) -> None:
     spec = LaunchSpec(argv=tuple(SILENT), handshake=True)
     with anyio.fail_after(10), pytest.raises(LaunchError, match=r"stayed silent for 0\.5 s"):
-        await launch(
-            spec, kernel_id="k1", runtime_dir=tmp_path / "rt", handshake_timeout=0.5, stderr=None
+        await SubprocessProvisioner(tmp_path / "rt").start(
+            spec, kernel_id="k1", options=LaunchOptions(startup_timeout=0.5, stderr=None)
         )
     assert list((tmp_path / "rt").iterdir()) == []  # no connection file left behind
 

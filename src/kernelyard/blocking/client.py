@@ -13,7 +13,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from kernelyard.blocking.portal import build, call, portal
 from kernelyard.client import KernelClient, OutputHook, StdinHook
-from kernelyard.wire import Channel, ConnectionInfo, Message
+from kernelyard.wire import Channel, ConnectionInfo, Frames, Message
 from kernelyard.wire.channel import MESSAGE_CHANNELS
 
 __all__ = ["BlockingKernelClient", "BlockingReceiver"]
@@ -47,18 +47,40 @@ class BlockingKernelClient:
 
     def __init__(
         self,
-        connection_info: ConnectionInfo | None = None,
+        connection_info: ConnectionInfo,
         *,
-        client: KernelClient | None = None,
-        **options: Any,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+        kernel_id: str | None = None,
     ) -> None:
-        """Wrap ``client``, or make a KernelClient for ``connection_info`` with ``options``."""
-        if client is None:
-            if connection_info is None:
-                raise TypeError("give connection_info or client")
-            client = build(partial(KernelClient, connection_info, **options))
-        self.async_client = client
-        self._opened: AbstractContextManager[KernelClient] | None = None
+        """A KernelClient for ``connection_info`` (see it for the parameters), not open yet."""
+        self.async_client: KernelClient = build(
+            partial(
+                KernelClient,
+                connection_info,
+                session=session,
+                username=username,
+                heartbeat=heartbeat,
+                heartbeat_interval=heartbeat_interval,
+                time_to_dead=time_to_dead,
+                kernel_id=kernel_id,
+            )
+        )
+        self._opened: AbstractContextManager[object] | None = None
+
+    @classmethod
+    def wrap(
+        cls, client: KernelClient, *, opened: AbstractContextManager[object] | None = None
+    ) -> BlockingKernelClient:
+        """A blocking face for an existing ``client``; ``opened`` (a context entered on the
+        loop that holds it open) is what :meth:`stop_channels` leaves.
+        """
+        self = cls.__new__(cls)
+        self.async_client, self._opened = client, opened
+        return self
 
     # -- open and close ------------------------------------------------------------
 
@@ -86,8 +108,8 @@ class BlockingKernelClient:
     ) -> None:
         self.stop_channels()
 
-    def aclose(self) -> None:
-        """The same as :meth:`stop_channels` (the async client's name for it)."""
+    def close(self) -> None:
+        """The same as :meth:`stop_channels` (the async client's ``aclose``)."""
         self.stop_channels()
 
     # -- state and messages ------------------------------------------------------------
@@ -109,9 +131,25 @@ class BlockingKernelClient:
         return self.async_client.execution_state
 
     def message(
-        self, msg_type: str, content: Mapping[str, Any] | None = None, **kw: Any
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        *,
+        channel: Channel = Channel.SHELL,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Frames = (),
+        parent: Message | None = None,
     ) -> Message:
-        return self.async_client.message(msg_type, content, **kw)
+        return self.async_client.message(
+            msg_type,
+            content,
+            channel=channel,
+            subshell_id=subshell_id,
+            metadata=metadata,
+            buffers=buffers,
+            parent=parent,
+        )
 
     @contextmanager
     def subscribe(

@@ -8,13 +8,16 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from kernelyard.backend import KernelModel, KernelSpecs
 from kernelyard.blocking.client import BlockingKernelClient
 from kernelyard.blocking.portal import build, call, portal
+from kernelyard.discovery import KernelFinder
 from kernelyard.errors import KernelDied
 from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
+from kernelyard.manager.restarter import RestartCallback
+from kernelyard.provisioning import LaunchOptions, Provisioner
 from kernelyard.wire import ConnectionInfo
 
 __all__ = ["BlockingKernelManager", "BlockingMultiKernelManager"]
@@ -23,8 +26,32 @@ __all__ = ["BlockingKernelManager", "BlockingMultiKernelManager"]
 class BlockingKernelManager:
     """A blocking KernelManager; see it for what each method does."""
 
-    def __init__(self, type_id: str = "python3", **options: Any) -> None:
-        self.async_manager: KernelManager = build(partial(KernelManager, type_id, **options))
+    def __init__(
+        self,
+        type_id: str = "python3",
+        *,
+        finder: KernelFinder | None = None,
+        kernel_id: str | None = None,
+        options: LaunchOptions | None = None,
+        provisioner: Provisioner | None = None,
+    ) -> None:
+        self.async_manager: KernelManager = build(
+            partial(
+                KernelManager,
+                type_id,
+                finder=finder,
+                kernel_id=kernel_id,
+                options=options,
+                provisioner=provisioner,
+            )
+        )
+
+    @classmethod
+    def wrap(cls, manager: KernelManager) -> BlockingKernelManager:
+        """A blocking face for an existing ``manager``."""
+        self = cls.__new__(cls)
+        self.async_manager = manager
+        return self
 
     @property
     def kernel_id(self) -> str:
@@ -41,9 +68,19 @@ class BlockingKernelManager:
     def is_alive(self) -> bool:
         return self.async_manager.is_alive()
 
-    def client(self, **options: Any) -> BlockingKernelClient:
+    def client(
+        self,
+        *,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+    ) -> BlockingKernelClient:
         """A blocking client that learns at once when the kernel dies or restarts."""
-        return BlockingKernelClient(client=build(partial(self.async_manager.client, **options)))
+        return _client_of(
+            self.async_manager, session, username, heartbeat, heartbeat_interval, time_to_dead
+        )
 
     def start(self) -> None:
         return call(self.async_manager.start)
@@ -93,8 +130,33 @@ class BlockingMultiKernelManager:
     close with :meth:`close` or use ``with``.
     """
 
-    def __init__(self, **options: Any) -> None:
-        self.async_manager: MultiKernelManager = build(partial(MultiKernelManager, **options))
+    def __init__(
+        self,
+        *,
+        finder: KernelFinder | None = None,
+        default_type_id: str | None = None,
+        restart: bool = True,
+        restart_limit: int = 5,
+        on_died: RestartCallback | None = None,
+        on_restarted: RestartCallback | None = None,
+        on_failed: RestartCallback | None = None,
+        options: LaunchOptions | None = None,
+        provisioner: Provisioner | None = None,
+    ) -> None:
+        self.async_manager: MultiKernelManager = build(
+            partial(
+                MultiKernelManager,
+                finder=finder,
+                default_type_id=default_type_id,
+                restart=restart,
+                restart_limit=restart_limit,
+                on_died=on_died,
+                on_restarted=on_restarted,
+                on_failed=on_failed,
+                options=options,
+                provisioner=provisioner,
+            )
+        )
         self._opened: AbstractContextManager[MultiKernelManager] | None = (
             portal().wrap_async_context_manager(self.async_manager)
         )
@@ -129,10 +191,25 @@ class BlockingMultiKernelManager:
     def get_kernel(self, kernel_id: str) -> KernelManager:
         return self.async_manager.get_kernel(kernel_id)
 
-    def client(self, kernel_id: str, **options: Any) -> BlockingKernelClient:
+    def client(
+        self,
+        kernel_id: str,
+        *,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+    ) -> BlockingKernelClient:
         """A blocking client of one of the kernels."""
-        manager = self.async_manager.get_kernel(kernel_id)
-        return BlockingKernelClient(client=build(partial(manager.client, **options)))
+        return _client_of(
+            self.async_manager.get_kernel(kernel_id),
+            session,
+            username,
+            heartbeat,
+            heartbeat_interval,
+            time_to_dead,
+        )
 
     def remove_kernel(self, kernel_id: str) -> KernelManager:
         return self.async_manager.remove_kernel(kernel_id)
@@ -193,3 +270,22 @@ class BlockingMultiKernelManager:
     def kernel_spec_file(self, name: str, filename: str) -> bytes:
         """A kernelspec resource file; NoSuchKernelSpec if there is none."""
         return call(partial(self.async_manager.kernel_spec_file, name, filename))
+
+
+def _client_of(
+    manager: KernelManager,
+    session: str | None,
+    username: str,
+    heartbeat: bool,
+    heartbeat_interval: float,
+    time_to_dead: float,
+) -> BlockingKernelClient:
+    make = partial(
+        manager.client,
+        session=session,
+        username=username,
+        heartbeat=heartbeat,
+        heartbeat_interval=heartbeat_interval,
+        time_to_dead=time_to_dead,
+    )
+    return BlockingKernelClient.wrap(build(make))

@@ -17,6 +17,8 @@ import anyio
 
 from kernelyard.client import TextOutput
 from kernelyard.manager import KernelManager
+from kernelyard.manager.hl import running_kernel
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.wire import Message
 
 __all__ = ["add_parser", "run"]
@@ -68,11 +70,12 @@ async def _run(args: argparse.Namespace, code: str) -> int:
     output = TextOutput()
     reply: Message | None = None
     async with (
-        KernelManager(args.kernel, transport=args.transport) as manager,
-        manager.client() as client,
+        running_kernel(args.kernel, options=LaunchOptions(transport=args.transport)) as (
+            manager,
+            client,
+        ),
         anyio.create_task_group() as tg,
     ):
-        await client.wait_for_ready(timeout=60)
         tg.start_soon(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
         reply = await client.execute_interactive(
             code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -19,14 +18,8 @@ from kernelyard.discovery.kernelspec import KernelSpec
 from kernelyard.discovery.paths import jupyter_runtime_dir
 from kernelyard.discovery.providers import KernelProvider, KernelSpecProvider, PythonEnvProvider
 from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
-from kernelyard.provisioning import (
-    ForkServers,
-    KernelProcess,
-    StderrSink,
-    forward_to_stderr,
-    launch,
-)
-from kernelyard.wire.connection import ConnectionInfo, Transport
+from kernelyard.provisioning import KernelProcess, LaunchOptions, SubprocessProvisioner
+from kernelyard.wire.connection import ConnectionInfo
 
 __all__ = ["ENTRY_POINT_GROUP", "KernelFinder", "load_entry_point_providers"]
 
@@ -153,37 +146,17 @@ class KernelFinder:
         self,
         type_id: str,
         *,
-        cwd: str | os.PathLike[str] | None = None,
-        launch_params: Mapping[str, object] | None = None,
         kernel_id: str | None = None,
-        connection_info: ConnectionInfo | None = None,
-        transport: Transport = "tcp",
-        ip: str = "127.0.0.1",
-        env: Mapping[str, str] | None = None,
-        stderr: StderrSink | None = forward_to_stderr,
-        forks: ForkServers | None = None,
+        options: LaunchOptions | None = None,
     ) -> tuple[ConnectionInfo, KernelProcess]:
-        """Start a kernel of ``type_id``; returns its connection info and process handle.
+        """Spawn a kernel of ``type_id``; returns its connection info and process handle.
 
-        As jupyter_kernel_mgmt's ``launch``: the handle does process work
-        (alive, wait, interrupt, signal, kill, cleanup). The process has started
-        but may not answer yet; holding its ports ends with
-        ``process.release_ports()`` once it does (KernelManager does all this).
-        Passing ``connection_info`` relaunches with it (an in-place restart).
-        With ``forks``, a kernelspec that preloads is forked from its fork server.
+        jupyter_kernel_mgmt's ``launch``, for those who drive the process themselves:
+        the kernel has started but may not answer yet, and its ports stay held until
+        ``process.release_ports()``. A :class:`~kernelyard.manager.KernelManager`
+        does all that (and restarts, and shutdown) through its provisioner instead.
         """
-        spec = self.get_spec(type_id)
-        process = await launch(
-            spec.launch_spec(),
-            kernel_id=kernel_id or str(uuid.uuid4()),
-            runtime_dir=self.runtime_dir,
-            connection_info=connection_info,
-            transport=transport,
-            ip=ip,
-            cwd=cwd,
-            launch_params=launch_params,
-            env=env,
-            stderr=stderr,
-            forks=forks,
-        )
+        provisioner = SubprocessProvisioner(self.runtime_dir)
+        spec = self.get_spec(type_id).launch_spec()
+        process = await provisioner.start(spec, kernel_id=kernel_id, options=options)
         return process.connection_info, process

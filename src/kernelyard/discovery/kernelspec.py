@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeGuard, get_args
 import orjson
 
 from kernelyard.errors import KernelSpecError
-from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning.spec import LaunchSpec
 
 __all__ = [
     "KernelSpec",

@@ -2,46 +2,37 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.manager.kernel import KernelManager
+from kernelyard.provisioning import LaunchOptions, Provisioner
 
-__all__ = ["run_kernel", "start_kernel"]
+__all__ = ["run_kernel", "running_kernel", "start_kernel"]
 
 
 async def start_kernel(
     type_id: str = "python3",
     *,
     finder: KernelFinder | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    launch_params: Mapping[str, object] | None = None,
-    startup_timeout: float = 60.0,
-    **manager_options: Any,
+    options: LaunchOptions | None = None,
+    provisioner: Provisioner | None = None,
 ) -> tuple[KernelManager, KernelClient]:
-    """Start a kernel and return its manager and a ready, open client.
+    """Start a kernel and return its manager and a ready, open client (both wait at most
+    ``options.startup_timeout``).
 
     The caller closes both, in the task that called this:
     ``await client.aclose(); await manager.shutdown()``. :func:`run_kernel`
     does that for you.
     """
-    manager = KernelManager(
-        type_id,
-        finder=finder,
-        cwd=cwd,
-        launch_params=launch_params,
-        startup_timeout=startup_timeout,
-        **manager_options,
-    )
+    manager = KernelManager(type_id, finder=finder, options=options, provisioner=provisioner)
     await manager.start()
     try:
         client = await manager.client().__aenter__()
         try:
-            await client.wait_for_ready(timeout=startup_timeout)
+            await client.wait_for_ready(timeout=manager.options.startup_timeout)
         except BaseException:
             await client.aclose()
             raise
@@ -52,32 +43,43 @@ async def start_kernel(
 
 
 @asynccontextmanager
+async def running_kernel(
+    type_id: str = "python3",
+    *,
+    finder: KernelFinder | None = None,
+    options: LaunchOptions | None = None,
+    provisioner: Provisioner | None = None,
+) -> AsyncIterator[tuple[KernelManager, KernelClient]]:
+    """:func:`start_kernel` for the block: the client is closed and the kernel shut down
+    when it ends.
+    """
+    manager, client = await start_kernel(
+        type_id, finder=finder, options=options, provisioner=provisioner
+    )
+    try:
+        yield manager, client
+    finally:
+        try:
+            await client.aclose()
+        finally:
+            await manager.shutdown()
+
+
+@asynccontextmanager
 async def run_kernel(
     type_id: str = "python3",
     *,
     finder: KernelFinder | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    launch_params: Mapping[str, object] | None = None,
-    startup_timeout: float = 60.0,
-    **manager_options: Any,
+    options: LaunchOptions | None = None,
+    provisioner: Provisioner | None = None,
 ) -> AsyncIterator[KernelClient]:
     """A ready client of a fresh kernel, shut down when the block ends::
 
     async with run_kernel("python3") as client:
         reply = await client.execute_interactive("1 + 1")
     """
-    manager, client = await start_kernel(
-        type_id,
-        finder=finder,
-        cwd=cwd,
-        launch_params=launch_params,
-        startup_timeout=startup_timeout,
-        **manager_options,
-    )
-    try:
+    async with running_kernel(type_id, finder=finder, options=options, provisioner=provisioner) as (
+        _,
+        client,
+    ):
         yield client
-    finally:
-        try:
-            await client.aclose()
-        finally:
-            await manager.shutdown()

@@ -13,8 +13,9 @@ Guarantees:
 * ``shutdown`` asks politely (``shutdown_request`` on control) and awaits the
   reply; a kernel that has not left ``exit_grace`` seconds after replying (0
   by default: its hooks ran before it replied) is sent SIGTERM, then SIGKILL
-  after ``kill_grace``, always to the whole process group. All of it takes at
-  most ``shutdown_timeout + exit_grace + kill_grace`` seconds. The process
+  after ``kill_grace`` (all three are :class:`LaunchOptions`), always to the
+  whole process group. All of it takes at most ``shutdown_timeout +
+  exit_grace + kill_grace`` seconds. The process
   is always reaped; connection and ipc files are removed.
 * ``restart`` is in place: same kernel id, key, connection file and (unless
   ``newports``) ports; clients made by :meth:`client` carry on.
@@ -25,11 +26,10 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -40,9 +40,14 @@ from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchError, ReplyTimeout
 from kernelyard.lifecycle import Change, KernelState, Lifecycle, Listener
-from kernelyard.provisioning import ForkServers, KernelProcess, StderrSink, forward_to_stderr
+from kernelyard.provisioning import (
+    LaunchOptions,
+    ProvisionedKernel,
+    Provisioner,
+    SubprocessProvisioner,
+)
 from kernelyard.wire import Channel, ConnectionInfo
-from kernelyard.wire.connection import PORT_FIELDS, Transport
+from kernelyard.wire.connection import PORT_FIELDS
 
 __all__ = ["KernelManager"]
 
@@ -60,34 +65,20 @@ class KernelManager:
         *,
         finder: KernelFinder | None = None,
         kernel_id: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        launch_params: Mapping[str, object] | None = None,
-        transport: Transport = "tcp",
-        ip: str = "127.0.0.1",
-        env: Mapping[str, str] | None = None,
-        stderr: StderrSink | None = forward_to_stderr,
-        startup_timeout: float = 60.0,
-        shutdown_timeout: float = 3.0,
-        exit_grace: float = 0.0,
-        kill_grace: float = 1.0,
-        forks: ForkServers | None = None,
+        options: LaunchOptions | None = None,
+        provisioner: Provisioner | None = None,
     ) -> None:
+        """``type_id`` is looked up in ``finder`` (:meth:`KernelFinder.default`) at each
+        start; ``provisioner`` starts it (default: spawned, its connection file in the
+        finder's runtime directory), with ``options``.
+        """
         self.type_id = type_id
         self.finder = finder or KernelFinder.default()
         self.kernel_id = kernel_id or str(uuid.uuid4())
-        self.cwd = cwd
-        self.launch_params = dict(launch_params or {})
-        self.transport = transport
-        self.ip = ip
-        self.env = env
-        self.stderr = stderr
-        self.startup_timeout = startup_timeout
-        self.shutdown_timeout = shutdown_timeout
-        self.exit_grace = exit_grace
-        self.kill_grace = kill_grace
-        self.forks = forks
+        self.options = options or LaunchOptions()
+        self.provisioner = provisioner or SubprocessProvisioner(self.finder.runtime_dir)
         self.connection_info: ConnectionInfo | None = None
-        self.process: KernelProcess | None = None
+        self.process: ProvisionedKernel | None = None
         #: The kernel's one state machine; subscribe to it (see :meth:`subscribe`).
         self.lifecycle = Lifecycle(self.kernel_id)
         self.lifecycle.subscribe(self._state_changed)
@@ -105,7 +96,7 @@ class KernelManager:
 
     @property
     def interrupt_mode(self) -> str:
-        return self.process.launch_spec.interrupt_mode if self.process else "signal"
+        return self.process.interrupt_mode if self.process else "signal"
 
     def is_alive(self) -> bool:
         """Whether the kernel process is running."""
@@ -146,7 +137,7 @@ class KernelManager:
             self._die(reason, exit_code=None)
             self.process.kill()
 
-    def _on_exit(self, process: KernelProcess) -> None:
+    def _on_exit(self, process: ProvisionedKernel) -> None:
         """Loop callback: a kernel process exited."""
         if process is not self.process:
             return  # a previous incarnation, already dealt with
@@ -166,18 +157,36 @@ class KernelManager:
 
     # -- clients -------------------------------------------------------------------
 
-    def client(self, **kwargs: Any) -> KernelClient:
-        """A client of this kernel that learns at once when it dies or restarts."""
+    def client(
+        self,
+        *,
+        session: str | None = None,
+        username: str = "kernelyard",
+        heartbeat: bool = True,
+        heartbeat_interval: float = 0.5,
+        time_to_dead: float = 3.0,
+    ) -> KernelClient:
+        """A client of this kernel (see :class:`KernelClient` for the parameters) that
+        learns at once when it dies or restarts.
+        """
         if self.connection_info is None:
             raise InvalidState(f"kernel {self.kernel_id} was never started")
-        client = KernelClient(self.connection_info, kernel_id=self.kernel_id, **kwargs)
+        client = KernelClient(
+            self.connection_info,
+            session=session,
+            username=username,
+            heartbeat=heartbeat,
+            heartbeat_interval=heartbeat_interval,
+            time_to_dead=time_to_dead,
+            kernel_id=self.kernel_id,
+        )
         self._clients.add(client)
         if self.state is KernelState.DEAD and self.death is not None:
             client.kernel_died(self.death)
         return client
 
     @asynccontextmanager
-    async def _short_client(self, process: KernelProcess) -> AsyncIterator[KernelClient]:
+    async def _short_client(self, process: ProvisionedKernel) -> AsyncIterator[KernelClient]:
         """A private client for one exchange, whose calls fail at once with KernelDied
         (instead of waiting out their timeout) if ``process`` exits meanwhile.
         """
@@ -213,19 +222,11 @@ class KernelManager:
             self.lifecycle.apply(Change.READY)
 
     async def _launch(self, connection_info: ConnectionInfo | None) -> None:
-        info, process = await self.finder.launch(
-            self.type_id,
-            kernel_id=self.kernel_id,
-            connection_info=connection_info,
-            cwd=self.cwd,
-            launch_params=self.launch_params,
-            transport=self.transport,
-            ip=self.ip,
-            env=self.env,
-            stderr=self.stderr,
-            forks=self.forks,
+        spec = self.finder.get_spec(self.type_id).launch_spec()
+        process = await self.provisioner.start(
+            spec, kernel_id=self.kernel_id, options=self.options, connection_info=connection_info
         )
-        self.connection_info, self.process = info, process
+        self.connection_info, self.process = process.connection_info, process
         self.death = None
         process.on_exit(lambda: self._on_exit(process))
         try:
@@ -238,24 +239,21 @@ class KernelManager:
             raise
         process.release_ports()
 
-    async def _await_answer(self, process: KernelProcess) -> None:
+    async def _await_answer(self, process: ProvisionedKernel) -> None:
         """Wait for the first ``kernel_info_reply``, racing the process's exit."""
         try:
             async with self._short_client(process) as client:
-                await client.kernel_info(timeout=self.startup_timeout)
+                await client.kernel_info(timeout=self.options.startup_timeout)
         except KernelDied:
-            tail = await process.stderr_tail()
-            last_line = tail.strip().splitlines()[-1] if tail.strip() else ""
-            raise LaunchError(
-                f"kernel {self.type_id!r} exited with code {process.returncode} while "
-                f"starting{': ' + last_line if last_line else ''}",
+            raise LaunchError.citing_stderr(
+                f"kernel {self.type_id!r} exited with code {process.returncode} while starting",
                 argv=process.argv,
                 exit_code=process.returncode,
-                stderr_tail=tail,
+                stderr_tail=await process.stderr_tail(),
             ) from None
         except ReplyTimeout:
             raise LaunchError(
-                f"kernel {self.type_id!r} did not answer within {self.startup_timeout} s",
+                f"kernel {self.type_id!r} did not answer within {self.options.startup_timeout} s",
                 argv=process.argv,
             ) from None
 
@@ -276,18 +274,20 @@ class KernelManager:
             return
         if graceful and process.is_alive():
             try:
-                await self._request("shutdown_request", {"restart": restart}, self.shutdown_timeout)
+                await self._request(
+                    "shutdown_request", {"restart": restart}, self.options.shutdown_timeout
+                )
             except KernelyardError as exc:
                 log.info("kernel %s: shutdown_request failed: %s", self.kernel_id, exc)
             else:
                 # The kernel has acknowledged and run its shutdown hooks. Give it
                 # exit_grace to leave by itself; then terminate the group rather
                 # than wait out its interpreter teardown.
-                with anyio.move_on_after(self.exit_grace):
+                with anyio.move_on_after(self.options.exit_grace):
                     await process.wait()
         if process.is_alive():
             process.terminate()
-            with anyio.move_on_after(self.kill_grace):
+            with anyio.move_on_after(self.options.kill_grace):
                 await process.wait()
         if process.is_alive():
             log.warning("kernel %s ignored SIGTERM; killing it", self.kernel_id)

@@ -6,8 +6,10 @@ start never delays another (no global lock, and ports cannot collide; see
 parallel. It implements :class:`~kernelyard.backend.KernelBackend`.
 
 Kernelspecs that preload (``metadata.kernelyard.preload``, as ours does) are
-forked from a fork server the manager owns (``fork=False`` spawns every
-kernel); :meth:`warm_up` starts that server before the first kernel.
+forked from a fork server the manager owns (``LaunchOptions(fork=False)``
+spawns every kernel); :meth:`warm_up` starts that server before the first
+kernel. Another :class:`~kernelyard.provisioning.Provisioner` can be given
+instead of the local one.
 
 Use it as an async context manager; the restarters live in its task group::
 
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,16 +35,20 @@ from kernelyard.discovery import KernelFinder, KernelSpec
 from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuchKernelSpec
 from kernelyard.manager.channels import ManagedChannels
 from kernelyard.manager.kernel import KernelManager
-from kernelyard.manager.restarter import KernelRestarter, RestartEvent
-from kernelyard.provisioning import ForkServers
+from kernelyard.manager.restarter import KernelRestarter, RestartCallback
+from kernelyard.provisioning import (
+    ForkServerProvisioner,
+    ForkServers,
+    LaunchOptions,
+    Provisioner,
+    SubprocessProvisioner,
+)
 
 __all__ = ["MultiKernelManager"]
 
-RestartCallback = Callable[[RestartEvent], object]
-
 
 class MultiKernelManager:
-    """Kernels by id. ``manager_options`` go to every KernelManager it creates."""
+    """Kernels by id. ``options`` are every kernel's (a start adds its cwd and env)."""
 
     def __init__(
         self,
@@ -53,18 +60,18 @@ class MultiKernelManager:
         on_died: RestartCallback | None = None,
         on_restarted: RestartCallback | None = None,
         on_failed: RestartCallback | None = None,
-        manager_options: Mapping[str, Any] | None = None,
-        fork: bool = True,
+        options: LaunchOptions | None = None,
+        provisioner: Provisioner | None = None,
     ) -> None:
         self.finder = finder or KernelFinder.default()
         self.default_type_id = default_type_id
         self.restart = restart
         self.restart_limit = restart_limit
         self._on_died, self._on_restarted, self._on_failed = on_died, on_restarted, on_failed
-        self.manager_options = dict(manager_options or {})
+        self.options = options or LaunchOptions()
         self._kernels: dict[str, KernelManager] = {}
         self._tasks: TaskGroup | None = None
-        self._fork = fork
+        self._provisioner = provisioner
         self._forks: ForkServers | None = None
 
     # -- lifetime ------------------------------------------------------------------
@@ -74,7 +81,12 @@ class MultiKernelManager:
             raise InvalidState("the MultiKernelManager is already open")
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        self._forks = ForkServers() if self._fork else None
+        if self._provisioner is None:
+            if self.options.fork:
+                self._forks = ForkServers()
+                self._provisioner = ForkServerProvisioner(self._forks, self.finder.runtime_dir)
+            else:
+                self._provisioner = SubprocessProvisioner(self.finder.runtime_dir)
         return self
 
     async def __aexit__(
@@ -133,6 +145,7 @@ class MultiKernelManager:
         """Start a kernel (of the default type when None) and return its id once it answers.
 
         ``kernel_id`` lets the caller choose the id; one in use raises InvalidState.
+        ``env`` is added to the kernel's environment, ``launch_params`` fill its argv.
         """
         if self._tasks is None:
             raise InvalidState("use 'async with MultiKernelManager()' before starting kernels")
@@ -142,15 +155,18 @@ class MultiKernelManager:
         kernel_id = kernel_id or str(uuid.uuid4())
         if kernel_id in self._kernels:
             raise InvalidState(f"kernel id {kernel_id!r} is already in use")
+        options = replace(
+            self.options,
+            cwd=cwd if cwd is not None else self.options.cwd,
+            launch_params={**self.options.launch_params, **(launch_params or {})},
+            extra_env={**self.options.extra_env, **(env or {})},
+        )
         manager = KernelManager(
             type_id,
             finder=self.finder,
             kernel_id=kernel_id,
-            cwd=cwd,
-            launch_params=launch_params,
-            env=env,
-            forks=self._forks,
-            **self.manager_options,
+            options=options,
+            provisioner=self._provisioner,
         )
         self._kernels[kernel_id] = manager  # claimed before the await: no duplicate ids
         try:
@@ -176,7 +192,7 @@ class MultiKernelManager:
         """Start the fork server of ``type_id`` (the default type when None) now, so that
         even the first kernel of that type is forked; with ``wait``, return once it has
         preloaded. Returns whether kernels of that type are forked now: False for a type
-        that does not preload, or with ``fork=False``. An unknown type raises
+        that does not preload, or without a fork server. An unknown type raises
         NoSuchKernelSpec.
         """
         if self._forks is None:
@@ -185,7 +201,7 @@ class MultiKernelManager:
         if type_id is None:
             return False
         spec = self.finder.get_spec(type_id).launch_spec()
-        return await self._forks.prepare(spec, env=self.manager_options.get("env"), wait=wait)
+        return await self._forks.prepare(spec, env=self.options.environment(), wait=wait)
 
     async def shutdown_kernel(
         self, kernel_id: str, *, now: bool = False, reason: str = "shut down"

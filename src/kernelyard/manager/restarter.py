@@ -28,7 +28,7 @@ from kernelyard.manager.restart_policy import RestartBudget
 from kernelyard.transport import Heartbeat
 from kernelyard.wire import ConnectionInfo
 
-__all__ = ["KernelRestarter", "RestartEvent"]
+__all__ = ["KernelRestarter", "RestartCallback", "RestartEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class RestartEvent:
     error: str | None = None  # why the last attempt failed, if it did
 
 
+#: Called with each event (on the loop; its return value is ignored).
+RestartCallback = Callable[[RestartEvent], object]
+
+
 class KernelRestarter:
     """Restarts ``manager``'s kernel when it dies, up to ``restart_limit`` attempts in a row."""
 
@@ -57,9 +61,9 @@ class KernelRestarter:
         heartbeat: bool = True,
         heartbeat_interval: float = 1.0,
         time_to_dead: float = 3.0,
-        on_died: Callable[[RestartEvent], object] | None = None,
-        on_restarted: Callable[[RestartEvent], object] | None = None,
-        on_failed: Callable[[RestartEvent], object] | None = None,
+        on_died: RestartCallback | None = None,
+        on_restarted: RestartCallback | None = None,
+        on_failed: RestartCallback | None = None,
     ) -> None:
         self.manager = manager
         self.budget = RestartBudget(restart_limit, stable_start_time)

@@ -1,28 +1,39 @@
-"""Starting and stopping kernel processes: ports, connection files, argv, env, process groups.
+"""Starting and stopping kernel processes: the provisioner seam and its local implementations.
 
-Provisioning knows processes and files, not messages.
+A :class:`Provisioner` starts a kernel from a :class:`LaunchSpec` (what to
+run) and :class:`LaunchOptions` (the caller's choices) and returns a
+:class:`ProvisionedKernel` to drive it. Provisioning knows processes, ports
+and files, not messages.
 """
 
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
 from kernelyard.provisioning.forkserver import ForkServers
-from kernelyard.provisioning.launch import LaunchSpec, format_argv, kernel_env
-from kernelyard.provisioning.local import connection_file_path, launch, new_connection_info
+from kernelyard.provisioning.launch import connection_file_path, new_connection_info
+from kernelyard.provisioning.local import ForkServerProvisioner, SubprocessProvisioner
+from kernelyard.provisioning.options import LaunchOptions, StderrSink, forward_to_stderr
 from kernelyard.provisioning.ports import PortReservation
-from kernelyard.provisioning.process import KernelProcess, StderrSink, forward_to_stderr
+from kernelyard.provisioning.process import KernelProcess
+from kernelyard.provisioning.provisioner import AttachInfo, ProvisionedKernel, Provisioner
 from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
+from kernelyard.provisioning.spec import LaunchSpec, format_argv, kernel_env
 
 __all__ = [
     "OWNER_FIELD",
+    "AttachInfo",
+    "ForkServerProvisioner",
     "ForkServers",
     "KernelProcess",
+    "LaunchOptions",
     "LaunchSpec",
     "PortReservation",
+    "ProvisionedKernel",
+    "Provisioner",
     "StderrSink",
+    "SubprocessProvisioner",
     "connection_file_path",
     "format_argv",
     "forward_to_stderr",
     "kernel_env",
-    "launch",
     "new_connection_info",
     "read_connection_file",
     "sweep_stale_connection_files",

@@ -10,7 +10,8 @@ The kernel's stderr is forwarded as it arrives (to our stderr by default) and
 the last few KiB are kept, so a kernel that dies while starting can be
 reported with the reason it printed.
 
-This is the "manager" of jupyter_kernel_mgmt's ``launch()``: process work only
+It is the local provisioners' :class:`~kernelyard.provisioning.provisioner.ProvisionedKernel`
+(the "manager" of jupyter_kernel_mgmt's ``launch()``): process work only
 (alive, wait, signal, interrupt, kill, cleanup). Messages are not its job.
 """
 
@@ -27,22 +28,17 @@ from typing import Protocol
 
 import anyio
 
-from kernelyard.provisioning.launch import LaunchSpec
+from kernelyard.provisioning.options import StderrSink
 from kernelyard.provisioning.ports import PortReservation
+from kernelyard.provisioning.provisioner import AttachInfo
+from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle", "StderrSink", "forward_to_stderr"]
+__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle"]
 
 log = logging.getLogger(__name__)
 
-StderrSink = Callable[[bytes], None]
 _TAIL_BYTES = 8192
-
-
-def forward_to_stderr(data: bytes) -> None:
-    """The default sink: the kernel's stderr goes to ours, as if inherited."""
-    with contextlib.suppress(OSError):
-        os.write(2, data)
 
 
 class ProcessHandle(Protocol):
@@ -87,7 +83,7 @@ class ProcessEvents(asyncio.SubprocessProtocol):
 
 
 class KernelProcess:
-    """A running (or finished) kernel process launched by a provisioner."""
+    """A running (or finished) kernel process started by a local provisioner."""
 
     def __init__(
         self,
@@ -99,6 +95,7 @@ class KernelProcess:
         connection_info: ConnectionInfo,
         connection_file: Path,
         reservation: PortReservation | None,
+        provisioner: str = "local",
         forked: bool = False,
     ) -> None:
         self._transport = transport
@@ -111,6 +108,16 @@ class KernelProcess:
         self.connection_info = connection_info
         self.connection_file = connection_file
         self._reservation = reservation
+        self._provisioner = provisioner
+
+    @property
+    def interrupt_mode(self) -> InterruptMode:
+        return self.launch_spec.interrupt_mode
+
+    def attach_info(self, kernel_id: str) -> AttachInfo:
+        """Its ports, and its pid and connection file (JSON data; see :class:`AttachInfo`)."""
+        location = {"pid": self.pid, "connection_file": str(self.connection_file)}
+        return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)
 
     @property
     def returncode(self) -> int | None:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from kernelyard.backend import KernelBackend
 from kernelyard.errors import KernelyardError, NoSuchKernel
 from kernelyard.manager import MultiKernelManager
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.server import rest
 from kernelyard.server.auth import AuthMiddleware, error_body
 from kernelyard.server.events import EventBus
@@ -48,7 +49,7 @@ async def local_backend(settings: ServerSettings) -> AsyncIterator[KernelBackend
     """
     async with MultiKernelManager(
         default_type_id=settings.default_kernel,
-        manager_options={"startup_timeout": settings.kernel_info_timeout},
+        options=LaunchOptions(startup_timeout=settings.kernel_info_timeout),
     ) as kernels:
         try:
             await kernels.warm_up()
