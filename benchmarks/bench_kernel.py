@@ -15,6 +15,9 @@ Rounds rotate the order of the kernels, so none always runs first.
   For both floods every line is counted and checked in order.
 * RSS: the kernel process's resident memory after its first execute.
 * completion: ``complete_request`` for ``import o`` (median of 10, after one warm-up).
+* exit after shutdown_reply: from the ``shutdown_reply`` to the process's
+  exit, with nothing terminating it (what jupyter_client and jupyter_server
+  wait for), each of EXITS kernels per round; the max is the figure to watch.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import anyio
 import orjson
 
 from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kernelspec
 from kernelyard.discovery.providers import IPYKERNEL_PRELOAD
 from kernelyard.manager import KernelManager
 from kernelyard.provisioning import ForkServerProvisioner, ForkServers, LaunchOptions
-from kernelyard.wire import Message
+from kernelyard.wire import Channel, Message
 
 from .harness import min_med_max
 
@@ -54,6 +58,7 @@ LINES = 100_000
 FLUSHED = 20_000
 ROUND_TRIPS = 200
 FORKED_STARTS = 5
+EXITS = 5
 
 
 @dataclass
@@ -123,6 +128,28 @@ async def _forked_starts(finder: KernelFinder, kernel: str, metric: Metric) -> N
         metric.add(kernel, statistics.median(times))
 
 
+async def _exits(finder: KernelFinder, kernel: str, metric: Metric) -> None:
+    """EXITS times: start, ask ``shutdown_request``, time from its reply to the exit."""
+    for _ in range(EXITS):
+        manager = KernelManager(kernel, finder=finder, options=QUIET)
+        await manager.start()
+        assert manager.process is not None
+        process = manager.process
+        try:
+            async with manager.client(heartbeat=False) as client:
+                await client.wait_for_ready(timeout=60)
+                request = client.message(
+                    "shutdown_request", {"restart": False}, channel=Channel.CONTROL
+                )
+                await client.request(request, timeout=30)
+                replied = time.perf_counter()
+                with anyio.fail_after(30):
+                    await process.wait()
+                metric.add(kernel, time.perf_counter() - replied)
+        finally:
+            await manager.shutdown(now=True)
+
+
 async def _one_round(finder: KernelFinder, kernel: str, metrics: dict[str, Metric]) -> None:
     manager = KernelManager(kernel, finder=finder, options=QUIET)
     client = None
@@ -178,6 +205,7 @@ async def run(rounds: int = 3) -> list[Metric]:
         "flushed": Metric(f"{FLUSHED:,} flushed prints to idle", "s"),
         "rss": Metric("RSS after the first execute", "MiB"),
         "complete": Metric("completion `import o` (median of 10)", "ms"),
+        "exit": Metric(f"exit after shutdown_reply ({EXITS} per round)", "ms"),
     }
     names = list(KERNELS)
     with TemporaryDirectory() as tmp:
@@ -186,6 +214,7 @@ async def run(rounds: int = 3) -> list[Metric]:
             for kernel in names[r % len(names) :] + names[: r % len(names)]:
                 await _one_round(finder, kernel, metrics)
                 await _forked_starts(finder, kernel, metrics["forked"])
+                await _exits(finder, kernel, metrics["exit"])
     return list(metrics.values())
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.forkserver import ForkServers
-from kernelyard.provisioning.launch import launch
+from kernelyard.provisioning.launch import ProcessStarter, launch
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.process import KernelProcess, ProcessEvents, ProcessHandle
 from kernelyard.provisioning.spec import LaunchSpec
@@ -71,15 +71,19 @@ class SubprocessProvisioner:
         connection_info: ConnectionInfo | None = None,
     ) -> KernelProcess:
         """See :meth:`Provisioner.start`; ``kernel_id`` names the connection file."""
+        options = options or LaunchOptions()
         return await launch(
             spec,
-            spawn,
+            self._starter(options),
             provisioner=self.name,
             kernel_id=kernel_id or str(uuid.uuid4()),
             runtime_dir=self.runtime_dir,
-            options=options or LaunchOptions(),
+            options=options,
             connection_info=connection_info,
         )
+
+    def _starter(self, options: LaunchOptions) -> ProcessStarter:
+        return spawn
 
 
 class ForkServerProvisioner(SubprocessProvisioner):
@@ -91,28 +95,8 @@ class ForkServerProvisioner(SubprocessProvisioner):
         super().__init__(runtime_dir)
         self.forks = forks
 
-    async def start(
-        self,
-        spec: LaunchSpec,
-        *,
-        kernel_id: str | None = None,
-        options: LaunchOptions | None = None,
-        connection_info: ConnectionInfo | None = None,
-    ) -> KernelProcess:
-        options = options or LaunchOptions()
-        if not options.fork:
-            return await super().start(
-                spec, kernel_id=kernel_id, options=options, connection_info=connection_info
-            )
-        return await launch(
-            spec,
-            self._fork_or_spawn,
-            provisioner=self.name,
-            kernel_id=kernel_id or str(uuid.uuid4()),
-            runtime_dir=self.runtime_dir,
-            options=options,
-            connection_info=connection_info,
-        )
+    def _starter(self, options: LaunchOptions) -> ProcessStarter:
+        return self._fork_or_spawn if options.fork else spawn
 
     async def _fork_or_spawn(
         self,
