@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelyard.kernel.publisher import Publisher
 from kernelyard.kernel.session import KernelSession
-from kernelyard.wire import Channel, ConnectionInfo, Message, decode
+from kernelyard.wire import Channel, ConnectionInfo, Frames, Message, decode
 
 KEY = b"publisher-test"
 
@@ -19,11 +19,11 @@ class RecordingSender:
     """The publisher's side of KernelSockets, with the I/O thread's calls run by hand."""
 
     def __init__(self) -> None:
-        self.sent: list[Sequence[bytes | memoryview]] = []
+        self.sent: list[Frames] = []
         self.soon: list[Callable[[], None]] = []
         self.later: list[tuple[float, Callable[[], None]]] = []
 
-    def send(self, channel: Channel, frames: Sequence[bytes | memoryview]) -> None:
+    def send(self, channel: Channel, frames: Frames) -> None:
         assert channel is Channel.IOPUB
         self.sent.append(frames)
 

@@ -11,8 +11,8 @@ Every ZeroMQ socket is used by exactly one thread.
 main
     The main shell's asyncio loop (:class:`~.worker.ShellWorker`): every
     shell request without a ``subshell_id``. Cells run here, so SIGINT raises
-    KeyboardInterrupt in blocking code; an awaiting cell is cancelled instead.
-    Owns no socket.
+    KeyboardInterrupt in blocking code; an awaiting cell is cancelled instead
+    (:mod:`.interrupts`). Owns no socket.
 kernelyard-io
     Owns the shell, control and stdin ROUTERs and the iopub XPUB
     (:mod:`kernelyard.transport.kernel_io`): decodes requests and hands them
@@ -47,6 +47,10 @@ Output (``print``) is coalesced per request by :mod:`.publisher` and never
 dropped. Within a shell, execute requests run one at a time, in order; other
 requests (comm messages, completion, ...) run as their own tasks on that
 shell's loop, so they are answered while a cell awaits.
+
+The parts of the kernel are not written against :class:`~.kernel.Kernel`:
+each takes it as a small protocol of :mod:`.services` that states what that
+part may use, and from which thread.
 """
 
 __all__: list[str] = []

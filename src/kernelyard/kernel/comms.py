@@ -2,7 +2,8 @@
 
 The kernel installs itself as the package's comm factory and manager:
 ``comm.create_comm()`` makes a :class:`KernelComm`, whose messages go out on
-IOPub for the request the code works for.
+IOPub for the request the code works for. Comms use the kernel through
+:class:`~kernelyard.kernel.services.CommServices` only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from comm.base_comm import BaseComm, CommManager
 from kernelyard.wire.message import Message
 
 if TYPE_CHECKING:
-    from kernelyard.kernel.kernel import Kernel
+    from kernelyard.kernel.services import CommServices
 
 __all__ = ["KernelComm", "dispatch", "install_comms"]
 
@@ -23,7 +24,8 @@ __all__ = ["KernelComm", "dispatch", "install_comms"]
 class KernelComm(BaseComm):
     """A comm whose messages go out on the kernel's IOPub."""
 
-    kernel: Kernel
+    #: Named as in ipykernel's Comm: ipywidgets looks at ``comm.kernel``.
+    kernel: CommServices
 
     def publish_msg(
         self,
@@ -45,7 +47,7 @@ class KernelComm(BaseComm):
         )
 
 
-def install_comms(kernel: Kernel) -> CommManager:
+def install_comms(kernel: CommServices) -> CommManager:
     """Make the ``comm`` package create KernelComms and use one manager; returns it."""
     manager = CommManager()
 

@@ -16,51 +16,51 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kernelyard.kernel.context import current_request
-from kernelyard.kernel.debugger import do_not_trace
+from kernelyard.kernel.debugpy_server import do_not_trace
 from kernelyard.kernel.session import Request
 from kernelyard.kernel.worker import error_content, subshell_not_found, unknown_request
 
 if TYPE_CHECKING:
-    from kernelyard.kernel.kernel import Kernel
+    from kernelyard.kernel.services import ControlServices
 
 __all__ = ["ControlThread"]
 
 log = logging.getLogger(__name__)
 
-ControlHandler = Callable[["Kernel", Request], dict[str, Any]]
+ControlHandler = Callable[["ControlServices", Request], dict[str, Any]]
 
 
-def _kernel_info(kernel: Kernel, request: Request) -> dict[str, Any]:
-    return kernel.kernel_info()
+def _kernel_info(services: ControlServices, request: Request) -> dict[str, Any]:
+    return services.kernel_info()
 
 
-def _shutdown(kernel: Kernel, request: Request) -> dict[str, Any]:
+def _shutdown(services: ControlServices, request: Request) -> dict[str, Any]:
     # Before the reply: a manager may end the process as soon as it has the reply.
-    kernel.debugger.remove_cells()
+    services.debugger.remove_cells()
     content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
-    kernel.publisher.publish("shutdown_reply", content, request.msg)
-    kernel.request_exit()
+    services.publisher.publish("shutdown_reply", content, request.msg)
+    services.request_exit()
     return content
 
 
-def _interrupt(kernel: Kernel, request: Request) -> dict[str, Any]:
-    kernel.interrupt()
+def _interrupt(services: ControlServices, request: Request) -> dict[str, Any]:
+    services.interrupts.interrupt()
     return {"status": "ok"}
 
 
-def _create_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
-    return {"status": "ok", "subshell_id": kernel.create_subshell()}
+def _create_subshell(services: ControlServices, request: Request) -> dict[str, Any]:
+    return {"status": "ok", "subshell_id": services.subshells.create()}
 
 
-def _delete_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
+def _delete_subshell(services: ControlServices, request: Request) -> dict[str, Any]:
     subshell_id = request.content.get("subshell_id")
-    if not isinstance(subshell_id, str) or not kernel.delete_subshell(subshell_id):
+    if not isinstance(subshell_id, str) or not services.subshells.delete(subshell_id):
         return subshell_not_found(subshell_id)
     return {"status": "ok"}
 
 
-def _list_subshell(kernel: Kernel, request: Request) -> dict[str, Any]:
-    return {"status": "ok", "subshell_id": kernel.subshell_ids()}
+def _list_subshell(services: ControlServices, request: Request) -> dict[str, Any]:
+    return {"status": "ok", "subshell_id": services.subshells.ids()}
 
 
 CONTROL_HANDLERS: dict[str, ControlHandler] = {
@@ -76,8 +76,8 @@ CONTROL_HANDLERS: dict[str, ControlHandler] = {
 class ControlThread:
     """Owns no socket: requests come from the I/O thread, replies go back through it."""
 
-    def __init__(self, kernel: Kernel) -> None:
-        self._kernel = kernel
+    def __init__(self, services: ControlServices) -> None:
+        self._services = services
         self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._thread = do_not_trace(
             threading.Thread(target=self._run, name="kernelyard-control", daemon=True)
@@ -99,21 +99,23 @@ class ControlThread:
             self._handle(request)
 
     def _handle(self, request: Request) -> None:
-        kernel = self._kernel
+        services = self._services
         if request.msg_type == "debug_request":  # may wait for debugpy: served elsewhere
-            kernel.debugger.submit(request)
+            services.debugger.submit(request)
             return
         token = current_request.set(request)
-        kernel.publisher.status("busy", request.msg)
+        services.publisher.status("busy", request.msg)
         try:
             handler = CONTROL_HANDLERS.get(request.msg_type)
             try:
-                content = unknown_request(request) if handler is None else handler(kernel, request)
+                content = (
+                    unknown_request(request) if handler is None else handler(services, request)
+                )
             except Exception as exc:
                 log.exception("error handling %s", request.msg_type)
                 content = error_content(exc)
             if content is not None:
-                kernel.send_reply(request, content)
+                services.send_reply(request, content)
         finally:
-            kernel.publisher.status("idle", request.msg)
+            services.publisher.status("idle", request.msg)
             current_request.reset(token)

@@ -2,8 +2,10 @@
 
 Each handler takes the worker and the request and returns the reply content
 (None: no reply, as for comm messages). They run on the worker's loop with
-:data:`~kernelyard.kernel.context.current_request` set. Handlers that need
-IPython await :meth:`Kernel.shell`, so requests that arrive while IPython is
+:data:`~kernelyard.kernel.context.current_request` set, and ask the kernel
+for what they need through the worker's
+:class:`~kernelyard.kernel.services.ShellServices` only. Handlers that need
+IPython await its ``shell()``, so requests that arrive while IPython is
 still importing wait for it instead of failing.
 """
 
@@ -23,12 +25,12 @@ log = logging.getLogger(__name__)
 
 
 async def kernel_info(worker: ShellWorker, request: Request) -> dict[str, Any]:
-    return worker.kernel.kernel_info()
+    return worker.services.kernel_info()
 
 
 async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
-    kernel = worker.kernel
-    shell = await kernel.shell()
+    services = worker.services
+    shell = await services.shell()
     content = request.content
     code = content.get("code", "")
     if not isinstance(code, str):
@@ -42,13 +44,13 @@ async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
     silent = bool(content.get("silent", False))
     store_history = bool(content.get("store_history", not silent))
     if not silent:
-        kernel.publisher.publish(
+        services.publisher.publish(
             "execute_input", {"code": code, "execution_count": shell.execution_count}, request.msg
         )
     if worker.subshell_id is None:
-        kernel.requests.fallback = request
+        services.requests.fallback = request
     shell.last_error = None
-    kernel.interrupt_pending = False
+    services.interrupts.cell_starts()
     worker.executing = True
     try:
         result = await _run_cell(worker, shell, code, store_history=store_history, silent=silent)
@@ -56,8 +58,8 @@ async def execute(worker: ShellWorker, request: Request) -> dict[str, Any]:
         worker.executing = False
     # Output the cell wrote stays ahead of the reply and the idle status (also what
     # a subprocess it ran wrote to the captured descriptors).
-    kernel.fd_capture.drain()
-    kernel.publisher.flush_now()
+    services.fd_capture.drain()
+    services.publisher.flush_now()
     count = shell.execution_count - 1 if store_history else shell.execution_count
     reply: dict[str, Any]
     if result is not None and result.success:
@@ -149,7 +151,7 @@ async def _run_as_task(worker: ShellWorker, shell: Any, coro: Any) -> Any:
 async def complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
     from IPython.core.completer import provisionalcompleter, rectify_completions
 
-    shell = await worker.kernel.shell()
+    shell = await worker.services.shell()
     code = request.content.get("code", "")
     cursor = request.content.get("cursor_pos")
     if cursor is None:
@@ -173,7 +175,7 @@ async def complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
 async def inspect(worker: ShellWorker, request: Request) -> dict[str, Any]:
     from IPython.utils.tokenutil import token_at_cursor
 
-    shell = await worker.kernel.shell()
+    shell = await worker.services.shell()
     code = request.content.get("code", "")
     cursor = request.content.get("cursor_pos")
     name = token_at_cursor(code, len(code) if cursor is None else cursor)
@@ -191,7 +193,7 @@ async def inspect(worker: ShellWorker, request: Request) -> dict[str, Any]:
 
 
 async def history(worker: ShellWorker, request: Request) -> dict[str, Any]:
-    shell = await worker.kernel.shell()
+    shell = await worker.services.shell()
     content = request.content
     output = bool(content.get("output", False))
     raw = bool(content.get("raw", True))
@@ -234,7 +236,7 @@ async def history(worker: ShellWorker, request: Request) -> dict[str, Any]:
 
 
 async def is_complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
-    shell = await worker.kernel.shell()
+    shell = await worker.services.shell()
     status, indent = shell.input_transformer_manager.check_complete(request.content.get("code", ""))
     reply: dict[str, Any] = {"status": status}
     if status == "incomplete":
@@ -243,9 +245,9 @@ async def is_complete(worker: ShellWorker, request: Request) -> dict[str, Any]:
 
 
 async def comm_info(worker: ShellWorker, request: Request) -> dict[str, Any]:
-    await worker.kernel.shell()  # the comm manager comes with the shell
+    await worker.services.shell()  # the comm manager comes with the shell
     target = request.content.get("target_name")
-    comms = worker.kernel.comms.comms
+    comms = worker.services.comms.comms
     return {
         "status": "ok",
         "comms": {
@@ -259,22 +261,22 @@ async def comm_info(worker: ShellWorker, request: Request) -> dict[str, Any]:
 async def comm_open(worker: ShellWorker, request: Request) -> None:
     from kernelyard.kernel.comms import dispatch  # imported with IPython, off the start path
 
-    await worker.kernel.shell()  # comm targets are registered by code the shell ran
-    dispatch(worker.kernel.comms, request.msg)
+    await worker.services.shell()  # comm targets are registered by code the shell ran
+    dispatch(worker.services.comms, request.msg)
 
 
 async def comm_msg(worker: ShellWorker, request: Request) -> None:
     from kernelyard.kernel.comms import dispatch
 
-    await worker.kernel.shell()
-    dispatch(worker.kernel.comms, request.msg)
+    await worker.services.shell()
+    dispatch(worker.services.comms, request.msg)
 
 
 async def comm_close(worker: ShellWorker, request: Request) -> None:
     from kernelyard.kernel.comms import dispatch
 
-    await worker.kernel.shell()
-    dispatch(worker.kernel.comms, request.msg)
+    await worker.services.shell()
+    dispatch(worker.services.comms, request.msg)
 
 
 SHELL_HANDLERS: dict[str, Handler] = {

@@ -1,5 +1,9 @@
 """The Kernel: sockets, workers and IPython put together.
 
+The kernel's parts (shell workers and their handlers, control, the
+debugger, stdin, comms, the IPython shell) are not written against this
+class: each takes the kernel as its own small protocol of :mod:`.services`.
+
 Start order, chosen for start-to-ready time: bind and start the I/O,
 heartbeat and control threads, then run the main worker's loop at once, so
 ``kernel_info`` and ``iopub_welcome`` go out while a warm-up thread imports
@@ -12,30 +16,31 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import ctypes
 import logging
 import os
 import platform
-import signal
 import sys
 import threading
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kernelyard.kernel.context import RequestContext
 from kernelyard.kernel.control import ControlThread
-from kernelyard.kernel.debugger import Debugger, do_not_trace
+from kernelyard.kernel.debugger import Debugger
+from kernelyard.kernel.debugpy_server import do_not_trace
 from kernelyard.kernel.fdcapture import FdCapture
 from kernelyard.kernel.handlers import SHELL_HANDLERS
+from kernelyard.kernel.interrupts import Interrupts
 from kernelyard.kernel.publisher import Publisher
 from kernelyard.kernel.session import KernelSession, Request
 from kernelyard.kernel.stdin import StdinBroker
 from kernelyard.kernel.streams import OutStream
+from kernelyard.kernel.subshells import Subshells
 from kernelyard.kernel.worker import ShellWorker, subshell_not_found
-from kernelyard.transport.kernel_io import Frames, KernelSockets
+from kernelyard.transport.kernel_io import KernelSockets
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
+from kernelyard.wire.frame import Frames
 from kernelyard.wire.message import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
@@ -86,18 +91,12 @@ class _MainDefers:
         self._sockets.call_later(delay, func)
 
 
-class _Subshell:
-    def __init__(self, worker: ShellWorker) -> None:
-        self.worker = worker
-        self.thread = threading.Thread(
-            target=worker.run_forever, name=f"kernelyard-subshell-{worker.subshell_id}", daemon=True
-        )
-
-
 class Kernel:
     """One kernel process.
 
     Construct, :meth:`bind`, :meth:`start`, then :meth:`run` on the main thread.
+    It implements every protocol of :mod:`.services` (mypy checks each where
+    the kernel hands itself to a part).
     """
 
     def __init__(self, info: ConnectionInfo, *, parent_pid: int | None = None) -> None:
@@ -119,17 +118,18 @@ class Kernel:
         self.publisher = Publisher(self.session, self._outbox)
         self.stdin = StdinBroker(self)
         self.main = ShellWorker(self, None, SHELL_HANDLERS, on_idle=self.sockets.flush_deferred)
+        self.subshells = Subshells(
+            lambda subshell_id: ShellWorker(self, subshell_id, SHELL_HANDLERS)
+        )
+        self.interrupts = Interrupts(self.main, self.subshells.workers)
         self.control = ControlThread(self)
         self.debugger = Debugger(self)
         self.fd_capture = FdCapture(self.publisher, self.requests, on_thread=do_not_trace)
-        self._subshells: dict[str, _Subshell] = {}
-        self._subshells_lock = threading.Lock()
         self._shell: Any = None
         self._shell_future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._closed = threading.Lock()
         self._exit_asked = threading.Event()
         self.comms: CommManager
-        self.interrupt_pending = False
 
     # -- setup and run (main thread) -----------------------------------------------
 
@@ -147,7 +147,7 @@ class Kernel:
         sys.stdout = OutStream("stdout", self.publisher, self.requests, fileno=1)
         sys.stderr = OutStream("stderr", self.publisher, self.requests, fileno=2)
         self.stdin.install()
-        signal.signal(signal.SIGINT, self._on_sigint)
+        self.interrupts.install()
         warm_up = threading.Thread(target=self._warm_up, name="kernelyard-warm-up", daemon=True)
         do_not_trace(warm_up).start()
 
@@ -162,9 +162,7 @@ class Kernel:
         """Stop every thread, save history, write what is queued and close the sockets."""
         if not self._closed.acquire(blocking=False):
             return
-        for subshell in self._take_subshells():
-            subshell.worker.stop()
-            subshell.thread.join(1.0)
+        self.subshells.close(timeout=1.0)
         self.control.stop()
         self.debugger.stop()
         if self._shell is not None:
@@ -228,6 +226,11 @@ class Kernel:
             return self._shell
         return await asyncio.wrap_future(self._shell_future)
 
+    @property
+    def main_loop(self) -> asyncio.AbstractEventLoop:
+        """The main shell's loop (the debugger runs what reads user objects there)."""
+        return self.main.loop
+
     # -- messages ------------------------------------------------------------------
 
     def kernel_info(self) -> dict[str, Any]:
@@ -271,10 +274,9 @@ class Kernel:
             self.sockets.look_soon(MAIN_DEFERS_FOR)  # see _MainDefers
             self.main.submit(request)
             return
-        with self._subshells_lock:
-            subshell = self._subshells.get(subshell_id)
+        subshell = self.subshells.get(subshell_id)
         if subshell is not None:
-            subshell.worker.submit(request)
+            subshell.submit(request)
             return
         # JEP 91: an unknown subshell is an error reply, never a silent fallback.
         self.publisher.status("busy", request.msg)
@@ -299,63 +301,6 @@ class Kernel:
     def _on_parent_exit(self) -> None:
         log.warning("the parent process exited; shutting down")
         self.request_exit()
-
-    # -- subshells -------------------------------------------------------------------
-
-    def create_subshell(self) -> str:
-        subshell_id = uuid.uuid4().hex
-        subshell = _Subshell(ShellWorker(self, subshell_id, SHELL_HANDLERS))
-        with self._subshells_lock:
-            self._subshells[subshell_id] = subshell
-        subshell.thread.start()
-        return subshell_id
-
-    def delete_subshell(self, subshell_id: str) -> bool:
-        with self._subshells_lock:
-            subshell = self._subshells.pop(subshell_id, None)
-        if subshell is None:
-            return False
-        subshell.worker.stop()
-        return True
-
-    def subshell_ids(self) -> list[str]:
-        with self._subshells_lock:
-            return list(self._subshells)
-
-    def _take_subshells(self) -> list[_Subshell]:
-        with self._subshells_lock:
-            subshells = list(self._subshells.values())
-            self._subshells.clear()
-        return subshells
-
-    # -- interrupts ------------------------------------------------------------------
-
-    def interrupt(self) -> None:
-        """Interrupt like SIGINT does (any thread): ``interrupt_request`` uses this."""
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        """SIGINT: cancel awaited cells, raise KeyboardInterrupt into running ones."""
-        self.interrupt_pending = True
-        with self._subshells_lock:
-            workers = [s.worker for s in self._subshells.values()]
-        for worker in workers:
-            _interrupt_worker(worker)
-        main = self.main
-        if main.waiting:
-            main.cancel_execute()
-        elif main.executing:
-            raise KeyboardInterrupt
-
-
-def _interrupt_worker(worker: ShellWorker) -> None:
-    """Interrupt a subshell from another thread."""
-    if worker.waiting:
-        worker.cancel_execute()
-    elif worker.executing and worker.thread_id is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(worker.thread_id), ctypes.py_object(KeyboardInterrupt)
-        )
 
 
 def _watch_parent(parent_pid: int | None) -> tuple[int | None, bool]:

@@ -19,26 +19,25 @@ per (stream name, parent request) and sent when
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from kernelyard.kernel.session import KernelSession
 from kernelyard.wire.channel import Channel
+from kernelyard.wire.frame import Frames
 from kernelyard.wire.message import Message
 
 __all__ = ["Publisher", "Sender"]
-
-Frame = bytes | memoryview
 
 
 class Sender(Protocol):
     """What the publisher needs from the socket owner (KernelSockets)."""
 
-    def send(self, channel: Channel, frames: Sequence[Frame]) -> None: ...
+    def send(self, channel: Channel, frames: Frames) -> None: ...
 
-    def call_soon(self, func: Any) -> None: ...
+    def call_soon(self, func: Callable[[], None]) -> None: ...
 
-    def call_later(self, delay: float, func: Any) -> None: ...
+    def call_later(self, delay: float, func: Callable[[], None]) -> None: ...
 
 
 class _Chunk:
@@ -78,7 +77,7 @@ class Publisher:
         parent: Message | None,
         *,
         metadata: Mapping[str, Any] | None = None,
-        buffers: Sequence[Frame] = (),
+        buffers: Frames = (),
         topic: bytes | None = None,
     ) -> Message:
         """Send one message (after any pending stream text); returns it."""

@@ -28,7 +28,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 if TYPE_CHECKING:
     from kernelyard.kernel.dap import CellNames
-    from kernelyard.kernel.kernel import Kernel
+    from kernelyard.kernel.services import IPythonServices
 
 __all__ = ["HistoryWriter", "KernelShell", "create_shell"]
 
@@ -196,7 +196,9 @@ class CellCompiler(CachingCompiler):
 class KernelShell(InteractiveShell):
     """The InteractiveShell of the kernelyard kernel (``get_ipython()`` in cells)."""
 
-    kernel: Kernel
+    #: As in ipykernel, ``get_ipython().kernel`` is the kernel (code looks for it);
+    #: the shell itself uses only the :class:`~.services.IPythonServices` part of it.
+    kernel: IPythonServices
     last_error: dict[str, Any] | None = None
     history_writer: HistoryWriter
 
@@ -227,7 +229,7 @@ class KernelShell(InteractiveShell):
     def _showtraceback(
         self, etype: type[BaseException], evalue: BaseException, stb: list[str]
     ) -> None:
-        if issubclass(etype, asyncio.CancelledError) and self.kernel.interrupt_pending:
+        if issubclass(etype, asyncio.CancelledError) and self.kernel.interrupts.pending:
             # An interrupt cancels an awaiting cell; show it as the interrupt it was.
             etype, evalue = KeyboardInterrupt, KeyboardInterrupt()
             stb = [*stb[:-1], "KeyboardInterrupt: interrupted while awaiting"]
@@ -259,7 +261,7 @@ def _page(data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = Non
     _payload(shell, {"source": "page", "data": bundle, "start": start})
 
 
-def create_shell(kernel: Kernel) -> KernelShell:
+def create_shell(kernel: IPythonServices) -> KernelShell:
     """The kernel's shell singleton (call once, from the main shell's running loop)."""
     shell = KernelShell.instance(
         displayhook_class=KernelDisplayHook,

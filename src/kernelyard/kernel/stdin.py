@@ -19,7 +19,7 @@ from kernelyard.kernel.session import Request
 from kernelyard.wire.channel import Channel
 
 if TYPE_CHECKING:
-    from kernelyard.kernel.kernel import Kernel
+    from kernelyard.kernel.services import StdinServices
 
 __all__ = ["StdinBroker"]
 
@@ -37,8 +37,8 @@ class _Waiter:
 class StdinBroker:
     """Routes input requests out and input replies back to the waiting thread."""
 
-    def __init__(self, kernel: Kernel) -> None:
-        self._kernel = kernel
+    def __init__(self, services: StdinServices) -> None:
+        self._services = services
         self._waiting: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
 
@@ -55,23 +55,23 @@ class StdinBroker:
 
     def ask(self, prompt: str, *, password: bool) -> str:
         """Send an input_request for the current request and wait for the answer."""
-        kernel = self._kernel
-        request = kernel.requests.get()
+        services = self._services
+        request = services.requests.get()
         if request is None or not request.content.get("allow_stdin", False):
             from IPython.core.error import StdinNotImplementedError
 
             raise StdinNotImplementedError(
                 "raw_input was called, but this frontend does not support input requests."
             )
-        kernel.publisher.flush_now()  # the prompt shows below what the cell printed
-        msg = kernel.session.message(
+        services.publisher.flush_now()  # the prompt shows below what the cell printed
+        msg = services.session.message(
             "input_request", {"prompt": prompt, "password": password}, request.msg
         )
         waiter = _Waiter()
         with self._lock:
             self._waiting[msg.msg_id] = waiter
         try:
-            kernel.sockets.send(Channel.STDIN, kernel.session.frames(msg, request.identities))
+            services.sockets.send(Channel.STDIN, services.session.frames(msg, request.identities))
             waiter.event.wait()
         finally:
             with self._lock:

@@ -26,7 +26,7 @@ from kernelyard.kernel.session import Request
 from kernelyard.wire.channel import Channel
 
 if TYPE_CHECKING:
-    from kernelyard.kernel.kernel import Kernel
+    from kernelyard.kernel.services import ShellServices
 
 __all__ = ["Handler", "ShellWorker"]
 
@@ -53,17 +53,20 @@ class _WatchedSelector(selectors.DefaultSelector):
 
 
 class ShellWorker:
-    """Runs one shell's requests; ``subshell_id`` is None for the main shell."""
+    """Runs one shell's requests; ``subshell_id`` is None for the main shell.
+
+    ``services`` is what the worker and its handlers may ask of the kernel.
+    """
 
     def __init__(
         self,
-        kernel: Kernel,
+        services: ShellServices,
         subshell_id: str | None,
         handlers: dict[str, Handler],
         *,
         on_idle: Callable[[], None] | None = None,
     ) -> None:
-        self.kernel = kernel
+        self.services = services
         self.subshell_id = subshell_id
         self._handlers = handlers
         self._selector = _WatchedSelector()
@@ -166,14 +169,14 @@ class ShellWorker:
         """
         while self._executes and self._executes[0].received < before:
             request = self._executes.popleft()
-            publisher = self.kernel.publisher
+            publisher = self.services.publisher
             publisher.status("busy", request.msg)
             self.reply(request, {"status": "aborted", "execution_count": None})
             publisher.status("idle", request.msg)
 
     async def handle(self, request: Request) -> dict[str, Any] | None:
         """busy, the handler's reply, idle: every request, whatever it does."""
-        publisher = self.kernel.publisher
+        publisher = self.services.publisher
         token = current_request.set(request)
         publisher.status("busy", request.msg)
         try:
@@ -196,7 +199,7 @@ class ShellWorker:
             current_request.reset(token)
 
     def reply(self, request: Request, content: dict[str, Any]) -> None:
-        self.kernel.send_reply(request, content)
+        self.services.send_reply(request, content)
 
 
 def error_content(exc: BaseException) -> dict[str, Any]:
