@@ -12,6 +12,7 @@ import pytest
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.manager import KernelManager
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.wire import Message
 
 from ..helpers import Collect
@@ -53,7 +54,10 @@ async def test_pyplot_draws_inline_without_a_magic(client: KernelClient) -> None
 
 async def test_an_explicit_backend_wins(finder: KernelFinder) -> None:
     env = {**os.environ, "MPLBACKEND": "agg"}
-    async with KernelManager("kernelyard", finder=finder, env=env) as km, km.client() as kc:
+    async with (
+        KernelManager("kernelyard", finder=finder, options=LaunchOptions(env=env)) as km,
+        km.client() as kc,
+    ):
         await kc.wait_for_ready(timeout=30)
         out = await run(
             kc, "import matplotlib.pyplot as plt\nplt.plot([1])\nprint(plt.get_backend())"
