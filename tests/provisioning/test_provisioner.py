@@ -57,4 +57,3 @@ def test_attach_info_round_trips_as_json_data() -> None:
 def test_malformed_attach_info_is_a_clear_error(data: dict[str, object], match: str) -> None:
     with pytest.raises(ConnectionInfoError, match=match):
         AttachInfo.from_dict(data)
-
