@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from kernelyard.client import TextOutput
 from kernelyard.manager import KernelManager
@@ -54,8 +55,14 @@ def _read_line(request: Message) -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-async def _interrupt_on_ctrl_c(manager: KernelManager, scope: anyio.CancelScope) -> None:
+async def _interrupt_on_ctrl_c(
+    manager: KernelManager,
+    scope: anyio.CancelScope,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()  # from now on a Ctrl-C interrupts the kernel
         interrupted = False
         async for _ in signals:
             if interrupted:  # the second Ctrl-C: stop waiting for the kernel
@@ -76,7 +83,10 @@ async def _run(args: argparse.Namespace, code: str) -> int:
         ),
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
+        # Started before the code is sent: the first output can arrive before a task
+        # started with start_soon runs, and a Ctrl-C right after it would be asyncio's
+        # (it cancels everything) instead of an interrupt.
+        await tg.start(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
         reply = await client.execute_interactive(
             code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout
         )
