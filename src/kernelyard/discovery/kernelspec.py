@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeGuard, get_args
 
 import orjson
 
-from kernelyard.errors import KernelSpecError
+from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
 from kernelyard.provisioning.spec import LaunchSpec
 
 __all__ = [
@@ -107,6 +107,16 @@ class KernelSpec:
             for path in self.resource_dir.iterdir()
             if path.name in ("kernel.js", "kernel.css") or path.name.startswith("logo-")
         )
+
+    def resource_path(self, filename: str) -> Path:
+        """Where resource file ``filename`` would be; NoSuchKernelSpec for a name that is
+        not a plain file name (no path may leave the resource directory) or a spec
+        without resources. Whether the file exists is the reader's to find out.
+        """
+        root = self.resource_dir
+        if root is None or "/" in filename or "\\" in filename or filename in ("", ".", ".."):
+            raise NoSuchKernelSpec(f"{self.name}/{filename}")
+        return root / filename
 
     def to_dict(self) -> dict[str, Any]:
         """The ``kernel.json`` form, as jupyter_client's ``KernelSpec.to_dict`` gives it."""

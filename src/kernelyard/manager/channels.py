@@ -39,6 +39,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from kernelyard._clock import utcnow
+from kernelyard._inbox import Inbox
 from kernelyard.backend import ChannelEvent, Origin
 from kernelyard.errors import ChannelClosed, InvalidState
 from kernelyard.lifecycle import Change, KernelEvent, KernelState
@@ -79,9 +80,7 @@ class ManagedChannels:
         self._streams: dict[Channel, ChannelStream] = {}
         self._info: ConnectionInfo | None = None
         self._protocol: ClientProtocol[Origin] | None = None
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[list[ChannelEvent]](
-            math.inf
-        )
+        self._inbox = Inbox[ChannelEvent](f"kernel {manager.kernel_id}")
         self._changes_send, self._changes = anyio.create_memory_object_stream[KernelEvent](math.inf)
         self._tasks: TaskGroup | None = None
         self._readers: list[anyio.CancelScope] = []
@@ -119,7 +118,7 @@ class ManagedChannels:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         tasks, self._tasks = self._tasks, None
-        self._inbox_send.close()
+        self._inbox.end()
         self._changes_send.close()
         if tasks is not None:
             tasks.cancel_scope.cancel()
@@ -197,22 +196,14 @@ class ManagedChannels:
         await stream.send(frames)
 
     async def receive(self) -> list[ChannelEvent]:
-        try:
-            batch = await self._inbox.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise ChannelClosed(f"kernel {self._manager.kernel_id} channels are closed") from None
-        while True:  # whatever else is already queued, in order
-            try:
-                batch.extend(self._inbox.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                return batch
+        return await self._inbox.get()
 
     # -- inside ------------------------------------------------------------------------
 
     async def _read(
         self, scope: anyio.CancelScope, channel: Channel, stream: ChannelStream
     ) -> None:
-        protocol, put = self._protocol, self._inbox_send.send_nowait
+        protocol, put = self._protocol, self._inbox.put
         assert protocol is not None
         with scope:
             while True:
@@ -230,15 +221,11 @@ class ManagedChannels:
                         log.debug("%s for no known request", event.received.msg_type)
                     else:
                         out.append(event)
-                if out:
-                    try:
-                        put(out)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        return
+                if out and not put(out):
+                    return
 
     def _forward(self, event: KernelEvent) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._inbox_send.send_nowait([event])
+        self._inbox.put([event])
 
     async def _watch(self) -> None:
         """Follow the kernel's lifecycle: hold sends while it is down, reconnect and
@@ -268,7 +255,7 @@ class ManagedChannels:
                 continue
             self._forward(event)
             if event.change is Change.SHUTDOWN:
-                self._inbox_send.close()
+                self._inbox.end()
                 return
 
     async def _become_live(self) -> None:

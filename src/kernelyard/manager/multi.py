@@ -262,11 +262,7 @@ class MultiKernelManager:
         NoSuchKernelSpec when the type or the file does not exist (no path may
         leave the resource directory).
         """
-        spec = self.finder.get_spec(name)
-        root = spec.resource_dir
-        if root is None or "/" in filename or filename in ("", ".", ".."):
-            raise NoSuchKernelSpec(f"{name}/{filename}")
-        path = root / filename
+        path = self.finder.get_spec(name).resource_path(filename)
         try:
             return await anyio.Path(path).read_bytes()
         except OSError:

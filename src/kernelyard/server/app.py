@@ -4,12 +4,15 @@
 and a backend factory (the local :class:`~kernelyard.manager.MultiKernelManager`
 by default; the gateway passes its own). The app's lifespan owns the backend
 and :class:`~kernelyard.server.kernels.ServedKernels`: leaving it shuts every
-kernel down. :func:`serve` runs it on uvicorn until SIGINT or SIGTERM.
+kernel down. :class:`KernelServer` runs it on uvicorn (an embedding program, or a
+test, starts and stops one itself); :func:`serve` runs one until SIGINT or
+SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,7 +37,7 @@ from kernelyard.server.kernels import ServedKernels
 from kernelyard.server.settings import ServerSettings
 from kernelyard.server.websocket import KernelSocket
 
-__all__ = ["BackendFactory", "create_app", "serve"]
+__all__ = ["BackendFactory", "KernelServer", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -139,53 +142,81 @@ def create_app(settings: ServerSettings, *, backend: BackendFactory = local_back
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, but a stop signal first closes every kernel WebSocket with 1001
-    ("going away": final, clients do not reconnect), then stops as uvicorn does.
+class KernelServer(uvicorn.Server):
+    """The app on uvicorn, with kernelyard's settings. :meth:`stop` (and SIGINT or
+    SIGTERM while :meth:`serve` runs) first closes every kernel WebSocket with 1001
+    ("going away": final, clients do not reconnect), then stops as uvicorn does:
+    every kernel the server started is shut down (bounded by ``shutdown_timeout``).
     """
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, settings: ServerSettings, *, backend: BackendFactory = local_backend):
+        self.settings = settings
+        self.app = create_app(settings, backend=backend)
+        config = uvicorn.Config(
+            self.app,
+            host=settings.ip,
+            port=settings.port,
+            ws="websockets-sansio",
+            ws_max_size=settings.max_message_size,
+            # Compressing every small kernel message costs more CPU than loopback or a
+            # LAN saves; jupyter_server does not compress either.
+            ws_per_message_deflate=settings.ws_compression,
+            ws_ping_interval=settings.ws_ping_interval or None,
+            ws_ping_timeout=settings.ws_ping_timeout or None,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)),
+        )
         super().__init__(config)
-        self._app = app
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    @property
+    def url(self) -> str:
+        """``http://IP:PORT/base_url/`` with the port it listens on (once started)."""
+        sockets = [s for srv in self.servers for s in srv.sockets]
+        port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        return f"http://{self.settings.ip}:{port}{self.settings.base_url}"
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    def stop(self) -> None:
+        """Stop serving, as a SIGTERM does, but without raising the signal again once
+        stopped (uvicorn does that for signals). Call it on the server's event loop.
+        """
+        self._close_then(lambda: setattr(self, "should_exit", True))
+
     def handle_exit(self, sig: int, frame: Any) -> None:
-        kernels: ServedKernels | None = getattr(self._app.state, "kernels", None)
-        if self.should_exit or kernels is None or self._loop is None:
+        if self._stopping:  # a second signal: stop at once, as uvicorn does
             super().handle_exit(sig, frame)
+        else:
+            self._close_then(functools.partial(super().handle_exit, sig, frame))
+
+    def _close_then(self, stop: Callable[[], None]) -> None:
+        """Tell every connection the server stops (1001), give them a moment to send
+        their close frames, then ``stop``.
+        """
+        kernels: ServedKernels | None = getattr(self.app.state, "kernels", None)
+        if self.should_exit or self._stopping or kernels is None or self._loop is None:
+            stop()
             return
+        self._stopping = True
         kernels.close_connections()
-        # Give the connections a moment to send their close frames, then stop.
-        self._loop.call_later(0.2, super().handle_exit, sig, frame)
+        self._loop.call_later(0.2, stop)
 
 
-async def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | None = None) -> None:
-    """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens.
-
-    On the signal, connections close with 1001, then every kernel the server
-    started is shut down (bounded by ``shutdown_timeout``), then it returns.
+async def serve(
+    settings: ServerSettings,
+    *,
+    backend: BackendFactory = local_backend,
+    on_ready: Callable[[str], Any] | None = None,
+) -> None:
+    """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens
+    (see :class:`KernelServer` for what a stop does).
     """
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.ip,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_size,
-        # Compressing every small kernel message costs more CPU than loopback or a LAN
-        # saves; jupyter_server does not compress either.
-        ws_per_message_deflate=settings.ws_compression,
-        ws_ping_interval=settings.ws_ping_interval or None,
-        ws_ping_timeout=settings.ws_ping_timeout or None,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)),
-    )
-    server = _Server(config, app)
+    server = KernelServer(settings, backend=backend)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         while not server.started:
@@ -193,6 +224,4 @@ async def serve(settings: ServerSettings, *, on_ready: Callable[[str], Any] | No
                 return
             await anyio.sleep(0.01)
         if on_ready is not None:
-            sockets = [s for srv in server.servers for s in srv.sockets]
-            port = sockets[0].getsockname()[1] if sockets else settings.port
-            on_ready(f"http://{settings.ip}:{port}{settings.base_url}")
+            on_ready(server.url)
