@@ -15,6 +15,7 @@ import pytest
 
 from kernelyard.wire import Channel, Message
 
+from ..wsclient import close_handshakes_under_load
 from .serverutil import Server, kernel_socket, running_server, start_kernel, stream_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
@@ -192,4 +193,18 @@ async def test_a_restart_onto_new_ports_keeps_the_connected_client(
             assert _shell_port(home, kid) != old_port
         finally:
             thief.close()
+    await _delete(unpaced, kid)
+
+
+async def test_every_close_is_answered_while_our_kernel_is_busy(unpaced: Server) -> None:
+    """Clients that send a malformed frame and close, next to a busy one (see
+    :func:`~tests.wsclient.close_handshakes_under_load`; tests/server runs it on the fake).
+    """
+    async with unpaced.http() as http:
+        kid = (await start_kernel(http))["id"]
+    seen = await close_handshakes_under_load(unpaced, kid, connections=100)
+    assert seen.unanswered == []
+    assert seen.answered == 100
+    assert seen.slowest_close < 1.0
+    assert seen.busy_replies >= 5
     await _delete(unpaced, kid)
