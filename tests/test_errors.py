@@ -42,8 +42,12 @@ def test_errors_carry_context() -> None:
     assert launch.stderr_tail == "Traceback"
     failed = errors.ExecutionError("NameError", "x", ["tb"], msg_id="m")
     assert (str(failed), failed.msg_type) == ("NameError: x", "execute_reply")
-    http = errors.GatewayHTTPError(503, "down", url="http://g/api")
-    assert http.status_code == 503
-    assert "503" in str(http)
+    http = errors.GatewayHTTPError(503, "down", url="http://g")
+    assert (http.status_code, http.message, http.url) == (503, "down", "http://g")
+    assert str(http) == "the gateway at http://g answered 503: down"
+    bad = errors.GatewaySettingError("retry_max", -1, "must be a whole number >= 0")
+    assert (bad.setting, bad.value) == ("retry_max", -1)
+    assert str(bad) == "gateway setting retry_max=-1 must be a whole number >= 0"
+    assert isinstance(errors.GatewayTimeout("slow"), TimeoutError)
     assert errors.ConnectionInfoError("bad", path="/f").path == "/f"
     assert str(errors.ConnectionInfoError("bad", path="/f")) == "/f: bad"

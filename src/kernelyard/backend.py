@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from kernelyard.discovery import KernelSpec
@@ -46,6 +47,11 @@ class KernelModel:
     name: str  # the kernel type it was started from
     state: KernelState
     reason: str = ""  # why it is in that state, when that needs saying
+    #: What a remote backend's model adds (a gateway's ``execution_state``,
+    #: ``last_activity`` and ``connections``); empty for local kernels.
+    execution_state: str = ""
+    last_activity: datetime | None = None
+    connections: int = 0
 
 
 @dataclass(frozen=True, slots=True)

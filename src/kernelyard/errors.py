@@ -22,8 +22,11 @@ The tree::
     │   └── ExecutionError            an execute reply with status "error", on request
     ├── RequestRejected               the server refuses a client's HTTP request (status)
     ├── DebuggerError                 the kernel's debugger cannot do what was asked
-    └── GatewayError                  the remote gateway is unreachable or failed
-        └── GatewayHTTPError          the remote gateway answered with an HTTP error
+    ├── GatewaySettingError           a gateway setting that cannot be used (ValueError)
+    └── GatewayError                  the remote gateway could not be used
+        ├── GatewayUnreachable        no connection to it
+        ├── GatewayTimeout            no answer in time (TimeoutError)
+        └── GatewayHTTPError          it answered with an HTTP error status
 
 Rules: every class lives here; built-in bases are mixed in where the meaning
 matches, so ``except TimeoutError`` keeps working; foreign errors (ZMQError,
@@ -40,6 +43,9 @@ __all__ = [
     "ExecutionError",
     "GatewayError",
     "GatewayHTTPError",
+    "GatewaySettingError",
+    "GatewayTimeout",
+    "GatewayUnreachable",
     "InvalidSignature",
     "InvalidState",
     "KernelDied",
@@ -234,15 +240,43 @@ class DebuggerError(KernelyardError):
 # -- gateway ----------------------------------------------------------------
 
 
+class GatewaySettingError(KernelyardError, ValueError):
+    """A gateway setting with a value that cannot be used; ``setting`` names it."""
+
+    def __init__(self, setting: str, value: object, problem: str) -> None:
+        super().__init__(f"gateway setting {setting}={value!r} {problem}")
+        self.setting = setting
+        self.value = value
+
+
 class GatewayError(KernelyardError):
-    """The remote gateway is unreachable or did not answer usefully."""
+    """The remote gateway at ``url`` could not be used; the message names the hop."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class GatewayUnreachable(GatewayError):
+    """No connection to the gateway could be made (refused, no such host, TLS failed)."""
+
+
+class GatewayTimeout(GatewayError, TimeoutError):
+    """The gateway did not answer within the request (or connect) timeout."""
 
 
 class GatewayHTTPError(GatewayError):
-    """The remote gateway answered with an HTTP error status."""
+    """The gateway answered with an HTTP error status.
 
-    def __init__(self, status_code: int, body: str, *, url: str = "") -> None:
-        super().__init__(f"gateway answered {status_code} for {url or 'request'}: {body[:200]}")
+    ``status_code`` is its status, ``message`` the reason it gave (its JSON
+    ``message``/``reason``, else the start of its body), ``request`` what was
+    asked ("POST /api/kernels").
+    """
+
+    def __init__(self, status_code: int, message: str, *, url: str = "", request: str = "") -> None:
+        where = f"the gateway at {url}" if url else "the gateway"
+        to = f" to {request}" if request else ""
+        super().__init__(f"{where} answered {status_code}{to}: {message[:500]}", url=url)
         self.status_code = status_code
-        self.body = body
-        self.url = url
+        self.message = message
+        self.request = request

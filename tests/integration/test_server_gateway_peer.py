@@ -93,15 +93,15 @@ def jupyter_server(home: Path, ours: Server) -> Iterator[Server]:
         process.stderr.close()
 
 
-async def scenario(server: Server, *, v1: bool) -> None:
+async def scenario(server: Server, *, v1: bool, kernel: str = "kernelyard") -> None:
     async with server.http() as http:
         specs = (await http.get("api/kernelspecs")).json()
-        assert "kernelyard" in specs["kernelspecs"]
-        started = await http.post("api/kernels", json={"name": "kernelyard"})
+        assert kernel in specs["kernelspecs"]
+        started = await http.post("api/kernels", json={"name": kernel})
         assert started.status_code == 201, started.text
         kid = started.json()["id"]
         model = (await http.get(f"api/kernels/{kid}")).json()
-        assert model["name"] == "kernelyard"
+        assert model["name"] == kernel
         async with kernel_socket(server, kid, v1=v1) as ws:
             reply, outputs = await ws.execute("print('through', 'the gateway'); 2 ** 10")
             assert reply.content["status"] == "ok"

@@ -33,7 +33,7 @@ class Served:
     """A running in-process server and the fake backend under it."""
 
     server: KernelServer
-    backend: FakeBackend
+    backend: Any  # a FakeBackend, or what the test put under the server
     token: str
 
     @property
@@ -86,8 +86,10 @@ class PromptServer(KernelServer):
 
 
 @asynccontextmanager
-async def serving(backend: FakeBackend | None = None, **knobs: Any) -> AsyncIterator[Served]:
-    """A server on ``backend`` (a new FakeBackend by default) with ``knobs`` as settings."""
+async def serving(backend: Any = None, **knobs: Any) -> AsyncIterator[Served]:
+    """A server on ``backend`` (a new FakeBackend by default; anything with a backend
+    ``factory``) with ``knobs`` as settings.
+    """
     settings = replace(
         ServerSettings(port=0, token=TOKEN, default_kernel="fake", ws_ping_interval=0), **knobs
     )

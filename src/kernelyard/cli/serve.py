@@ -2,7 +2,9 @@
 
 Every field of :class:`~kernelyard.server.ServerSettings` is a flag
 (``--cull-idle-timeout``, ``--no-limit-rate``, ...), with the field's help
-and default. The token comes from ``--token``, else ``JUPYTER_TOKEN``, else
+and default; ``--gateway-*`` flags (or ``JUPYTER_GATEWAY_*``) serve the
+kernels of a remote gateway instead (:mod:`kernelyard.cli.gateway`). The
+token comes from ``--token``, else ``JUPYTER_TOKEN``, else
 ``JUPYTER_TOKEN_FILE``, else is generated; ``--no-token`` serves without one.
 """
 
@@ -22,7 +24,11 @@ from typing import Any
 
 import anyio
 
+from kernelyard.cli import gateway
+from kernelyard.gateway import GatewayBackend
 from kernelyard.server import ServerSettings, serve
+from kernelyard.server.app import local_backend
+from kernelyard.server.events import EventBus
 
 __all__ = ["add_parser", "resolve_token", "run", "settings_from"]
 
@@ -73,6 +79,7 @@ def add_parser(commands: Any) -> None:
         else:
             base = str if isinstance(kind, types.UnionType) else kind  # str | None
             parser.add_argument(_flag(item.name), type=base, default=default, help=help_)
+    gateway.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -105,20 +112,27 @@ def _has_uvloop() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, os.environ)
+    remote = gateway.gateway_settings(args, os.environ)  # bad values fail here, at start
+    events = EventBus()
+    backend = (
+        local_backend
+        if remote is None
+        else GatewayBackend(remote, on_event=events.gateway_client).factory
+    )
 
     def ready(url: str) -> None:
         query = f"?token={settings.token}" if settings.token else ""
         print(f"kernelyard is serving kernels at {url}", flush=True)
         print(f"    {url}{query}", flush=True)
-        print(
-            f"    default kernel: {settings.default_kernel}; Ctrl-C stops the server and "
-            "its kernels",
-            file=sys.stderr,
-            flush=True,
+        where = (
+            f"default kernel: {settings.default_kernel}"
+            if remote is None
+            else f"kernels of the gateway at {remote.url}"
         )
+        print(f"    {where}; Ctrl-C stops the server and its kernels", file=sys.stderr, flush=True)
 
     anyio.run(
-        functools.partial(serve, settings, on_ready=ready),
+        functools.partial(serve, settings, backend=backend, events=events, on_ready=ready),
         backend_options={"use_uvloop": _has_uvloop()},
     )
     return 0

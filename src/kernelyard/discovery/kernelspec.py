@@ -63,6 +63,9 @@ class KernelSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     kernel_protocol_version: str = ""
     resource_dir: Path | None = None
+    #: Resource files known without a directory: a remote kernelspec's (its gateway
+    #: serves them), so ``resource_names`` can list them.
+    resource_files: tuple[str, ...] = ()
 
     def launch_spec(self) -> LaunchSpec:
         """What the provisioner needs to start this kernel."""
@@ -100,7 +103,9 @@ class KernelSpec:
 
     def resource_names(self) -> list[str]:
         """The resource files a frontend may fetch: ``kernel.js``, ``kernel.css``, ``logo-*``."""
-        if self.resource_dir is None or not self.resource_dir.is_dir():
+        if self.resource_dir is None:
+            return sorted(self.resource_files)
+        if not self.resource_dir.is_dir():
             return []
         return sorted(
             path.name

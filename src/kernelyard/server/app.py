@@ -95,8 +95,15 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(error_body("Not Found"), 404, media_type="application/json")
 
 
-def create_app(settings: ServerSettings, *, backend: BackendFactory = local_backend) -> Starlette:
-    """The server as an ASGI app (auth middleware outermost)."""
+def create_app(
+    settings: ServerSettings,
+    *,
+    backend: BackendFactory = local_backend,
+    events: EventBus | None = None,
+) -> Starlette:
+    """The server as an ASGI app (auth middleware outermost). ``events`` is the bus
+    its events go to (a new one by default; the gateway's requests report there too).
+    """
     base = settings.base_url
     kernel = base + "api/kernels/{kernel_id:str}"
     routes = [
@@ -123,13 +130,13 @@ def create_app(settings: ServerSettings, *, backend: BackendFactory = local_back
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        events = EventBus()
+        bus = events or EventBus()
         async with (
             backend(settings) as kernel_backend,
-            ServedKernels(kernel_backend, settings, events) as kernels,
+            ServedKernels(kernel_backend, settings, bus) as kernels,
         ):
             app.state.settings = settings
-            app.state.events = events
+            app.state.events = bus
             app.state.kernels = kernels
             yield
 
@@ -149,9 +156,15 @@ class KernelServer(uvicorn.Server):
     every kernel the server started is shut down (bounded by ``shutdown_timeout``).
     """
 
-    def __init__(self, settings: ServerSettings, *, backend: BackendFactory = local_backend):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        backend: BackendFactory = local_backend,
+        events: EventBus | None = None,
+    ):
         self.settings = settings
-        self.app = create_app(settings, backend=backend)
+        self.app = create_app(settings, backend=backend, events=events)
         config = uvicorn.Config(
             self.app,
             host=settings.ip,
@@ -211,12 +224,13 @@ async def serve(
     settings: ServerSettings,
     *,
     backend: BackendFactory = local_backend,
+    events: EventBus | None = None,
     on_ready: Callable[[str], Any] | None = None,
 ) -> None:
     """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens
     (see :class:`KernelServer` for what a stop does).
     """
-    server = KernelServer(settings, backend=backend)
+    server = KernelServer(settings, backend=backend, events=events)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         while not server.started:

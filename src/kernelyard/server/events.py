@@ -1,11 +1,13 @@
-"""Kernel action events: jupyter_server's ``kernel_actions`` records, logged and streamed.
+"""Server events: jupyter_server's ``kernel_actions`` and ``gateway_client`` records.
 
 Each action (start, interrupt, restart, shutdown, cull) yields one record with
 jupyter_server's fields (``action``, ``kernel_id``, ``kernel_name``,
 ``status``, ``status_code`` on errors, ``msg``) inside jupyter_events'
-envelope. It is written as one JSON line to the ``kernelyard.events`` logger
-and sent to every subscriber of ``/api/events/subscribe``. A subscriber that
-stops reading loses events (counted), never the server's memory.
+envelope; in gateway mode every request to the gateway yields a
+``gateway_client`` record (``status``, ``status_code``, ``msg``). Each is
+written as one JSON line to the ``kernelyard.events`` logger and sent to
+every subscriber of ``/api/events/subscribe``. A subscriber that stops
+reading loses events (counted), never the server's memory.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from kernelyard._clock import utcnow
 from kernelyard.wire import format_date
 
-__all__ = ["KERNEL_ACTIONS_SCHEMA", "EventBus"]
+__all__ = ["GATEWAY_CLIENT_SCHEMA", "KERNEL_ACTIONS_SCHEMA", "EventBus"]
 
 log = logging.getLogger("kernelyard.events")
 
 KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+GATEWAY_CLIENT_SCHEMA = "https://events.jupyter.org/jupyter_server/gateway_client/v1"
 #: Events a subscriber may have queued before further ones are dropped for it.
 SUBSCRIBER_BUFFER = 1000
 
@@ -48,11 +51,7 @@ class EventBus:
         status_code: int | None = None,
     ) -> dict[str, Any]:
         """Record one action; ``status_code`` (an HTTP status) marks it failed."""
-        record: dict[str, Any] = {
-            "__timestamp__": format_date(utcnow()),
-            "__schema__": KERNEL_ACTIONS_SCHEMA,
-            "__schema_version__": 1,
-            "__metadata_version__": 1,
+        fields: dict[str, Any] = {
             "action": action,
             "kernel_id": kernel_id,
             "kernel_name": kernel_name,
@@ -60,7 +59,22 @@ class EventBus:
             "msg": msg,
         }
         if status_code is not None:
-            record["status_code"] = status_code
+            fields["status_code"] = status_code
+        return self.emit(KERNEL_ACTIONS_SCHEMA, fields)
+
+    def gateway_client(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Record one request to a gateway (``status``, ``status_code``, ``msg``)."""
+        return self.emit(GATEWAY_CLIENT_SCHEMA, fields)
+
+    def emit(self, schema: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Log ``fields`` in jupyter_events' envelope and send them to every subscriber."""
+        record: dict[str, Any] = {
+            "__timestamp__": format_date(utcnow()),
+            "__schema__": schema,
+            "__schema_version__": 1,
+            "__metadata_version__": 1,
+            **fields,
+        }
         line = orjson.dumps(record)
         log.info("%s", line.decode())
         for subscriber in list(self._subscribers):

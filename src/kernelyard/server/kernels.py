@@ -13,7 +13,6 @@ never delays another request.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from kernelyard._clock import utcnow
 from kernelyard.backend import KernelBackend
 from kernelyard.errors import KernelyardError, NoSuchKernel, RequestRejected
+from kernelyard.lifecycle import KernelState
 from kernelyard.server.activity import should_cull
 from kernelyard.server.bridge import KernelBridge
 from kernelyard.server.events import EventBus
@@ -39,6 +39,9 @@ from kernelyard.wire import MessageFactory
 __all__ = ["ServedKernel", "ServedKernels"]
 
 log = logging.getLogger(__name__)
+
+#: Lifecycle states after which a served kernel is forgotten.
+_ENDED = frozenset({KernelState.SHUTTING_DOWN, KernelState.STOPPED})
 
 
 @dataclass(eq=False)
@@ -150,21 +153,37 @@ class ServedKernels:
         limit = self.settings.max_kernels
         if limit and len(self._kernels) + self._starting >= limit:
             raise RequestRejected(403, f"Resource Limit: the server runs at most {limit} kernels")
-        kernel_id = request.kernel_id or str(uuid.uuid4())
         self._starting += 1
         try:
+            if request.name is None:
+                name = await self._default_name(name)
+            # The backend chooses the id unless the client did: a gateway's kernels
+            # get theirs from the gateway.
             kid = await self.backend.start_kernel(
-                name, kernel_id=kernel_id, cwd=cwd, env=request.env
+                name, kernel_id=request.kernel_id, cwd=cwd, env=request.env
             )
             assert self._tasks is not None
             kernel: ServedKernel = await self._tasks.start(self._serve, kid, name)
         except KernelyardError as exc:
-            self._action("start", kernel_id, name, f"Kernel failed to start: {exc}", exc)
+            failed = request.kernel_id or ""
+            self._action("start", failed, name, f"Kernel failed to start: {exc}", exc)
             raise
         finally:
             self._starting -= 1
         self._action("start", kid, name, "Kernel started")
         return kernel, True
+
+    async def _default_name(self, configured: str) -> str:
+        """The kernel type a start that names none gets: the configured default when the
+        backend has it, else the backend's own (a gateway's default replaces ours).
+        """
+        try:
+            specs = await self.backend.kernel_specs()
+        except KernelyardError:
+            return configured  # the start itself reports what is wrong
+        if configured in specs.specs or specs.default is None:
+            return configured
+        return specs.default
 
     async def _serve(
         self, kernel_id: str, name: str, *, task_status: TaskStatus[ServedKernel]
@@ -182,6 +201,11 @@ class ServedKernels:
             except Exception:  # one kernel's failure must not take the server down
                 log.exception("kernel %s: the bridge failed", kernel_id)
                 bridge.close(CloseCode.FINAL, "the server lost the kernel's channels")
+            if bridge.lifecycle.state in _ENDED and self._kernels.get(kernel_id) is kernel:
+                # Shut down behind our back (culled on a gateway): forget it as a
+                # DELETE would, once its connections were told.
+                del self._kernels[kernel_id]
+                self._action("shutdown", kernel_id, name, f"Kernel {bridge.lifecycle.reason}")
 
     async def _cull_override(self, name: str) -> float | None:
         """The kernelspec's ``metadata.cull_idle_timeout``, if it sets one."""

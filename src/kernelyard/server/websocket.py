@@ -96,6 +96,8 @@ class KernelSocket:
                 async def run_and_cancel(part: Callable[[Reader], Awaitable[None]]) -> None:
                     try:
                         await part(reader)
+                    except WebSocketDisconnect:
+                        pass  # the client went away while we wrote to it: the end, too
                     finally:
                         tg.cancel_scope.cancel()
 

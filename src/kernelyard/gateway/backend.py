@@ -1,0 +1,434 @@
+"""GatewayBackend: the KernelBackend of a remote gateway's kernels.
+
+The kernels live on a Kernel Gateway, an Enterprise Gateway, a
+jupyter_server or another kernelyard; this backend reaches them with the
+gateway's REST API (:class:`~kernelyard.gateway.http.GatewayHTTP`) and one
+WebSocket per open channels (:class:`~kernelyard.gateway.channels.GatewayChannels`).
+It is a second implementation of the seam, not a wrapper of the local
+manager: the server runs on it unchanged (``create_app(backend=GatewayBackend(s).factory)``),
+and library code drives remote kernels with it directly::
+
+    async with GatewayBackend(GatewaySettings(url=...)) as gateway:
+        kernel_id = await gateway.start_kernel("python3")
+        async with gateway.open_channels(kernel_id) as channels: ...
+
+What each method does on the gateway:
+
+* ``start_kernel``: ``POST {kernels_endpoint}`` with the name and ``env``:
+  every ``KERNEL_*`` variable of this process, the allowed ones
+  (``allowed_envs``), the caller's, ``KERNEL_WORKING_DIR`` (the caller's
+  cwd) and ``KERNEL_LAUNCH_TIMEOUT``. Given a ``kernel_id``, the running
+  remote kernel of that id is adopted instead (NoSuchKernel if it has none).
+* ``shutdown_kernel``: ``DELETE`` (a kernel already gone there is fine).
+* ``restart_kernel`` and ``interrupt_kernel``: ``POST .../restart`` and
+  ``.../interrupt``; open channels see RESTART and RESTARTED around a restart.
+* ``kernel_specs`` and ``kernel_spec_file``: the gateway's kernelspecs (its
+  default included) and their resource files.
+* ``list_kernels`` and ``kernel_model``: the gateway's models.
+
+Each remote kernel this backend knows has one :class:`~kernelyard.lifecycle.Lifecycle`
+here, the one owner of its state: RESTART/RESTARTED around a restart,
+SHUTDOWN when it is deleted or found gone on the gateway (``refresh``:
+a kernel missing from the gateway's list is asked for directly before it is
+declared gone, since a list can be partial), DIED and GAVE_UP when its
+WebSocket cannot be reopened. On exit, the kernels this backend started are
+deleted, unless ``keep_kernels`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import anyio
+
+from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
+from kernelyard.discovery import KernelSpec
+from kernelyard.errors import (
+    GatewayError,
+    GatewayHTTPError,
+    InvalidState,
+    KernelSpecError,
+    NoSuchKernel,
+    NoSuchKernelSpec,
+)
+from kernelyard.gateway.channels import GatewayChannels
+from kernelyard.gateway.http import GatewayEvent, GatewayHTTP
+from kernelyard.gateway.settings import GatewaySettings
+from kernelyard.lifecycle import Change, KernelState, Lifecycle
+from kernelyard.wire import parse_date
+
+__all__ = ["GatewayBackend", "RemoteKernel", "start_env"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds the gateway's kernelspecs are reused before they are fetched again.
+SPECS_TTL = 5.0
+#: Seconds the exit waits for the DELETEs of the kernels this backend started.
+EXIT_TIMEOUT = 30.0
+#: Why a kernel that vanished from the gateway is gone.
+GONE_REASON = "culled on the gateway"
+
+
+def start_env(
+    settings: GatewaySettings,
+    environ: Mapping[str, str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+) -> dict[str, str]:
+    """The ``env`` of a start request, as jupyter_server's gateway client builds it:
+    this process's ``KERNEL_*`` and allowed variables, then the caller's, then
+    ``KERNEL_WORKING_DIR`` and ``KERNEL_LAUNCH_TIMEOUT``.
+    """
+    out = {
+        k: v for k, v in environ.items() if k.startswith("KERNEL_") or k in settings.allowed_envs
+    }
+    if settings.http_user and "KERNEL_USERNAME" not in out:
+        out["KERNEL_USERNAME"] = settings.http_user
+    out.update(env or {})
+    if cwd:
+        out["KERNEL_WORKING_DIR"] = cwd
+    out["KERNEL_LAUNCH_TIMEOUT"] = str(int(settings.kernel_launch_timeout))
+    return out
+
+
+@dataclass(eq=False)
+class RemoteKernel:
+    """One kernel of the gateway, as this backend knows it."""
+
+    id: str
+    name: str
+    lifecycle: Lifecycle
+    started_here: bool  # started by this backend (deleted on exit), not adopted
+
+
+class GatewayBackend:
+    """KernelBackend over a gateway. Use as ``async with``; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        on_event: Callable[[GatewayEvent], object] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.http = GatewayHTTP(settings, on_event=on_event)
+        self._environ = os.environ if environ is None else environ
+        self.kernels: dict[str, RemoteKernel] = {}
+        self._specs: tuple[float, KernelSpecs] | None = None
+        self._open = False
+
+    def factory(self, settings: object) -> Self:
+        """This backend as the server's ``create_app(backend=...)`` factory wants it."""
+        return self
+
+    async def __aenter__(self) -> Self:
+        if self._open:
+            raise InvalidState("the GatewayBackend is already open")
+        await self.http.__aenter__()
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self.settings.keep_kernels:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_TIMEOUT):
+                    async with anyio.create_task_group() as tg:
+                        for kernel in list(self.kernels.values()):
+                            if kernel.started_here:
+                                tg.start_soon(self._shutdown_quietly, kernel.id)
+        finally:
+            self._open = False
+            await self.http.__aexit__(exc_type, exc, tb)
+
+    async def _shutdown_quietly(self, kernel_id: str) -> None:
+        try:
+            await self.shutdown_kernel(kernel_id, reason="the server stopped")
+        except (GatewayError, NoSuchKernel) as exc:
+            log.warning("remote kernel %s was not deleted: %s", kernel_id, exc)
+
+    # -- paths ------------------------------------------------------------------------
+
+    def _kernel_path(self, kernel_id: str, action: str = "") -> str:
+        path = f"{self.settings.kernels_endpoint}/{quote(kernel_id, safe='')}"
+        return f"{path}/{action}" if action else path
+
+    # -- kernelspecs -------------------------------------------------------------------
+
+    async def kernel_specs(self) -> KernelSpecs:
+        """The gateway's kernelspecs (fetched at most every SPECS_TTL seconds); those that
+        do not parse are skipped with a warning.
+        """
+        now = time.monotonic()
+        if self._specs is not None and now - self._specs[0] < SPECS_TTL:
+            return self._specs[1]
+        params = {}
+        if "KERNEL_USERNAME" in self._environ:
+            params["user"] = self._environ["KERNEL_USERNAME"]
+        body = await self.http.json("GET", self.settings.kernelspecs_endpoint, params=params)
+        specs = _parse_specs(body, self.settings.url)
+        self._specs = (now, specs)
+        return specs
+
+    async def kernel_spec_file(self, name: str, filename: str) -> bytes:
+        if "/" in filename or "\\" in filename or filename in ("", ".", ".."):
+            raise NoSuchKernelSpec(f"{name}/{filename}")
+        path = (
+            f"{self.settings.kernelspecs_resource_endpoint}/{quote(name, safe='')}/"
+            f"{quote(filename, safe='')}"
+        )
+        try:
+            response = await self.http.request("GET", path)
+        except GatewayHTTPError as exc:
+            if exc.status_code == 404:
+                raise NoSuchKernelSpec(f"{name}/{filename}") from None
+            raise
+        return response.content
+
+    # -- kernels -------------------------------------------------------------------------
+
+    async def start_kernel(
+        self,
+        name: str | None = None,
+        *,
+        kernel_id: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start a kernel on the gateway (``name`` None: the gateway's default), or adopt
+        its running kernel ``kernel_id``; returns the id once the gateway answered.
+        """
+        self._check_open()
+        if kernel_id is not None:
+            known = self.kernels.get(kernel_id)
+            if known is not None and not known.lifecycle.gone:
+                raise InvalidState(f"kernel id {kernel_id!r} is already in use")
+            model = await self._get_model(kernel_id)
+            self._record(model, started_here=False)
+            return kernel_id
+        body: dict[str, Any] = {"env": start_env(self.settings, self._environ, env, cwd)}
+        if name:
+            body["name"] = name
+        try:
+            model = await self.http.json("POST", self.settings.kernels_endpoint, body=body)
+        except GatewayHTTPError as exc:
+            if exc.status_code == 404 and name:
+                raise NoSuchKernelSpec(name) from exc
+            raise
+        if not isinstance(model, dict) or not isinstance(model.get("id"), str):
+            raise GatewayError(
+                f"the gateway at {self.settings.url} answered a start without a kernel id: "
+                f"{str(model)[:200]}",
+                url=self.settings.url,
+            )
+        return self._record(model, started_here=True).id
+
+    def _record(self, model: Mapping[str, Any], *, started_here: bool) -> RemoteKernel:
+        kernel_id = str(model["id"])
+        lifecycle = Lifecycle(kernel_id)
+        lifecycle.apply(Change.START)
+        lifecycle.apply(Change.READY)
+        kernel = RemoteKernel(kernel_id, str(model.get("name", "")), lifecycle, started_here)
+        self.kernels[kernel_id] = kernel
+        return kernel
+
+    async def _known(self, kernel_id: str) -> RemoteKernel:
+        """The record of ``kernel_id``, adopting a kernel of the gateway not seen before."""
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None:
+            kernel = self._record(await self._get_model(kernel_id), started_here=False)
+        return kernel
+
+    async def _get_model(self, kernel_id: str) -> dict[str, Any]:
+        try:
+            model = await self.http.json("GET", self._kernel_path(kernel_id))
+        except GatewayHTTPError as exc:
+            if exc.status_code == 404:
+                raise NoSuchKernel(kernel_id) from None
+            raise
+        if not isinstance(model, dict) or model.get("id") != kernel_id:
+            raise GatewayError(
+                f"the gateway at {self.settings.url} answered GET of kernel {kernel_id} "
+                f"with {str(model)[:200]}",
+                url=self.settings.url,
+            )
+        return model
+
+    async def shutdown_kernel(
+        self, kernel_id: str, *, now: bool = False, reason: str = "shut down"
+    ) -> None:
+        """``DELETE`` the kernel (the gateway decides how politely: ``now`` cannot be
+        passed through the REST API). Open channels get SHUTDOWN, then ChannelClosed.
+        """
+        self._check_open()
+        kernel = await self._known(kernel_id)
+        if kernel.lifecycle.can(Change.SHUTDOWN):
+            kernel.lifecycle.apply(Change.SHUTDOWN, reason)
+        try:
+            await self.http.request("DELETE", self._kernel_path(kernel_id))
+        except GatewayHTTPError as exc:
+            if exc.status_code != 404:
+                raise
+        finally:
+            self.kernels.pop(kernel_id, None)
+        if kernel.lifecycle.can(Change.STOPPED):
+            kernel.lifecycle.apply(Change.STOPPED, reason)
+
+    async def restart_kernel(self, kernel_id: str, *, now: bool = False) -> None:
+        """``POST .../restart``; returns once the gateway answered. A failed restart
+        raises (the gateway's error) and leaves the kernel DEAD here.
+        """
+        self._check_open()
+        kernel = await self._known(kernel_id)
+        kernel.lifecycle.apply(Change.RESTART)  # InvalidState once it is shutting down
+        try:
+            await self.http.request("POST", self._kernel_path(kernel_id, "restart"))
+        except BaseException as exc:
+            if kernel.lifecycle.can(Change.DIED):
+                kernel.lifecycle.apply(Change.DIED, f"restart failed: {exc}")
+            if isinstance(exc, GatewayHTTPError) and exc.status_code == 404:
+                raise NoSuchKernel(kernel_id) from exc
+            raise
+        if kernel.lifecycle.can(Change.RESTARTED):
+            kernel.lifecycle.apply(Change.RESTARTED)
+
+    async def interrupt_kernel(self, kernel_id: str) -> None:
+        self._check_open()
+        kernel = await self._known(kernel_id)
+        if kernel.lifecycle.state is not KernelState.RUNNING:
+            raise InvalidState(
+                f"kernel {kernel_id} is {kernel.lifecycle.state.value}: nothing to interrupt"
+            )
+        try:
+            await self.http.request("POST", self._kernel_path(kernel_id, "interrupt"))
+        except GatewayHTTPError as exc:
+            if exc.status_code == 404:
+                raise NoSuchKernel(kernel_id) from exc
+            raise
+
+    @asynccontextmanager
+    async def open_channels(self, kernel_id: str) -> AsyncIterator[KernelChannels]:
+        """One upstream WebSocket for as long as the block runs (see GatewayChannels)."""
+        self._check_open()
+        kernel = await self._known(kernel_id)
+        channels = GatewayChannels(
+            self.http,
+            kernel_id,
+            kernel.lifecycle,
+            session=uuid.uuid4().hex,
+            is_gone=lambda: self._gone_reason(kernel_id),
+        )
+        async with channels:
+            yield channels
+
+    async def _gone_reason(self, kernel_id: str) -> str | None:
+        """None while the gateway has the kernel, else why it is gone."""
+        try:
+            await self._get_model(kernel_id)
+        except NoSuchKernel:
+            return GONE_REASON
+        return None
+
+    # -- models --------------------------------------------------------------------------
+
+    async def list_kernels(self) -> list[KernelModel]:
+        """Every kernel the gateway runs, with its model's state, activity and connections."""
+        body = await self.http.json("GET", self.settings.kernels_endpoint)
+        if not isinstance(body, list):
+            raise GatewayError(
+                f"the gateway at {self.settings.url} listed kernels as {str(body)[:200]}",
+                url=self.settings.url,
+            )
+        return [self._model(m) for m in body if isinstance(m, dict) and "id" in m]
+
+    async def kernel_model(self, kernel_id: str) -> KernelModel:
+        return self._model(await self._get_model(kernel_id))
+
+    def _model(self, model: Mapping[str, Any]) -> KernelModel:
+        kernel = self.kernels.get(str(model["id"]))
+        state = kernel.lifecycle.state if kernel is not None else KernelState.RUNNING
+        last = model.get("last_activity")
+        return KernelModel(
+            id=str(model["id"]),
+            name=str(model.get("name", "")),
+            state=state,
+            reason=kernel.lifecycle.reason if kernel is not None else "",
+            execution_state=str(model.get("execution_state", "")),
+            last_activity=_parse_time(last),
+            connections=int(model.get("connections", 0) or 0),
+        )
+
+    async def refresh(self) -> list[str]:
+        """Find the kernels this backend knows that the gateway no longer has (each asked
+        for directly before it is declared gone); they get SHUTDOWN ("culled on the
+        gateway"). Returns their ids.
+        """
+        listed = {m.id for m in await self.list_kernels()}
+        gone = []
+        for kernel in list(self.kernels.values()):
+            if kernel.id in listed or kernel.lifecycle.state is not KernelState.RUNNING:
+                continue
+            if await self._gone_reason(kernel.id) is None:
+                continue  # a partial list: it is there
+            gone.append(kernel.id)
+            kernel.lifecycle.apply(Change.SHUTDOWN, GONE_REASON)
+            kernel.lifecycle.apply(Change.STOPPED, GONE_REASON)
+            self.kernels.pop(kernel.id, None)
+        return gone
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise InvalidState("use 'async with GatewayBackend(...)' first")
+
+
+def _parse_specs(body: object, url: str) -> KernelSpecs:
+    if not isinstance(body, dict) or not isinstance(body.get("kernelspecs"), dict):
+        raise GatewayError(f"the gateway at {url} listed kernelspecs as {str(body)[:200]}", url=url)
+    specs: dict[str, KernelSpec] = {}
+    for name, model in body["kernelspecs"].items():
+        try:
+            specs[name] = _spec_from_model(name, model)
+        except KernelSpecError as exc:
+            log.warning("skipping the gateway's kernelspec %r: %s", name, exc)
+    default = body.get("default")
+    return KernelSpecs(specs, default if isinstance(default, str) and default in specs else None)
+
+
+def _spec_from_model(name: str, model: object) -> KernelSpec:
+    if not isinstance(model, dict) or not isinstance(model.get("spec"), dict):
+        raise KernelSpecError(f"kernelspec {name!r}: no 'spec' object", name=name)
+    data = dict(model["spec"])
+    if not data.get("argv"):
+        data["argv"] = ["(runs on the gateway)"]  # gateways may hide how they start it
+    spec = KernelSpec.from_dict(name, data)
+    resources = model.get("resources")
+    files: tuple[str, ...] = ()
+    if isinstance(resources, dict):
+        files = tuple(
+            sorted({str(v).rsplit("/", 1)[-1] for v in resources.values() if isinstance(v, str)})
+        )
+    return replace(spec, name=name, resource_files=files)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
