@@ -30,14 +30,16 @@ LAYERS: dict[str, int] = {
     "kernel": 5,
     "testing": 5,
     "blocking": 6,
+    "gateway": 5,
     "server": 7,
-    "gateway": 7,
     "cli": 8,
 }
 #: Same-layer imports that are part of the design.
 SIDEWAYS: set[tuple[str, str]] = {
     ("discovery", "provisioning"),
     ("manager", "client"),
+    ("manager", "gateway"),  # run_kernel(gateway=...): the same helper for remote kernels
+    ("gateway", "client"),  # a KernelClient over a remote kernel's WebSocket
     ("provisioning", "transport"),  # the JEP 66 registration socket
 }
 #: Packages nobody imports (the root package re-exports, __main__ runs the cli).

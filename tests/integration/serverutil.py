@@ -1,4 +1,6 @@
-"""A real ``kernelyard serve`` process for tests (the WebSocket client is ``tests/wsclient.py``)."""
+"""Real server processes for tests: ``kernelyard serve`` and jupyter_server (the WebSocket
+client is ``tests/wsclient.py``).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ __all__ = [
     "KernelSocket",
     "Server",
     "kernel_socket",
+    "running_jupyter_server",
     "running_server",
     "server_env",
     "start_kernel",
@@ -104,3 +107,56 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
             process.stdout.close()
         if process.stderr:
             process.stderr.close()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_jupyter_server(home: Path, *args: str, token: str) -> Iterator[Server]:
+    """Start jupyter_server on a random port (``args``: more of its options); stop it."""
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--port=0",
+        "--ip=127.0.0.1",
+        "--no-browser",
+        "--allow-root",
+        f"--ServerApp.root_dir={home}",
+        f"--IdentityProvider.token={token}",
+        *args,
+    ]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=server_env(home)
+    )
+    assert process.stderr is not None
+    url = None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if match:
+            url = match.group(1)
+            break
+    if url is None:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+        raise AssertionError("jupyter_server did not start:\n" + "".join(lines[-30:]))
+    server = Server(url, process, token)
+    # Keep reading its log so the pipe never fills and blocks the server.
+    drain = threading.Thread(target=server.log.extend, args=(process.stderr,), daemon=True)
+    drain.start()
+    try:
+        yield server
+    finally:
+        _stop(process)
+        drain.join(5)
+        process.stderr.close()

@@ -8,18 +8,13 @@ both framings.
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from .serverutil import Server, kernel_socket, running_server, server_env, stream_text
+from .serverutil import Server, kernel_socket, running_jupyter_server, running_server, stream_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -41,56 +36,13 @@ def ours(home: Path) -> Iterator[Server]:
 def jupyter_server(home: Path, ours: Server) -> Iterator[Server]:
     peer_home = home / "peer"
     peer_home.mkdir()
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        "--port=0",
-        "--ip=127.0.0.1",
-        "--no-browser",
-        "--allow-root",
-        f"--ServerApp.root_dir={peer_home}",
-        f"--IdentityProvider.token={PEER_TOKEN}",
+    gateway = [
         f"--GatewayClient.url={ours.url.rstrip('/')}",
         f"--GatewayClient.auth_token={ours.token}",
         "--GatewayClient.request_timeout=60",
     ]
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=server_env(peer_home),
-    )
-    assert process.stderr is not None
-    url = None
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        if match:
-            url = match.group(1)
-            break
-    if url is None:
-        process.kill()
-        process.wait()
-        process.stderr.close()
-        raise AssertionError("jupyter_server did not start:\n" + "".join(lines[-30:]))
-    # Keep reading its log so the pipe never fills and blocks the server.
-    peer = Server(url, process, PEER_TOKEN)
-    drain = threading.Thread(target=peer.log.extend, args=(process.stderr,), daemon=True)
-    drain.start()
-    try:
+    with running_jupyter_server(peer_home, *gateway, token=PEER_TOKEN) as peer:
         yield peer
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        drain.join(5)
-        process.stderr.close()
 
 
 async def scenario(server: Server, *, v1: bool, kernel: str = "kernelyard") -> None:

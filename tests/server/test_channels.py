@@ -126,6 +126,32 @@ async def test_a_reconnect_with_the_same_session_loses_nothing(served: Served) -
     assert [int(n) for n in text.split()] == list(range(1, 30))  # all after the first
 
 
+async def test_resume_after_sends_again_what_a_cut_lost_in_flight(served: Served) -> None:
+    """Messages written to a connection but lost with it (the client never read them)
+    come again when the client reconnects saying which message it got last.
+    """
+    kid = await served.start()
+    session = uuid.uuid4().hex
+    async with kernel_socket(served, kid, session=session) as ws:
+        code = "for i in range(5):\n    print(i)\n    sleep(0.01)"  # apart: no merged chunks
+        request = ws.message("execute_request", {"code": code})
+        await ws.send(request)
+        got = [await ws.receive() for _ in range(3)]  # status busy, execute_input, stream 0
+        _, rest = await ws.execute("1")  # the cell's output was written (then "lost")
+        assert rest
+    assert got[-1].msg_type == "stream"
+    resume = f"&resume_after={got[-1].msg_id}"
+    async with kernel_socket(served, kid, session=session, query=resume) as ws:
+        text, reply = await output_and_reply(ws, request)
+    assert reply.content["status"] == "ok"
+    assert text == "1\n2\n3\n4\n"  # after the one it got last: no loss, no repeat
+    async with kernel_socket(served, kid, session=session, query="&resume_after=unknown") as ws:
+        request = ws.message("kernel_info_request", {})
+        await ws.send(request)
+        first = await ws.receive()  # an unknown id: it goes on from its cursor, nothing again
+    assert first.parent_header["msg_id"] == request.msg_id
+
+
 async def test_a_stale_connection_is_replaced_by_the_sessions_new_one(served: Served) -> None:
     kid = await served.start()
     session = uuid.uuid4().hex

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -11,6 +11,7 @@ from typing import Any, Self
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from kernelyard.backend import KernelChannels
 from kernelyard.blocking.portal import build, call, portal
 from kernelyard.client import KernelClient, OutputHook, StdinHook
 from kernelyard.wire import Channel, ConnectionInfo, Frames, Message
@@ -47,8 +48,9 @@ class BlockingKernelClient:
 
     def __init__(
         self,
-        connection_info: ConnectionInfo,
+        connection_info: ConnectionInfo | None = None,
         *,
+        channels: AbstractAsyncContextManager[KernelChannels] | None = None,
         session: str | None = None,
         username: str = "kernelyard",
         heartbeat: bool = True,
@@ -56,11 +58,14 @@ class BlockingKernelClient:
         time_to_dead: float = 3.0,
         kernel_id: str | None = None,
     ) -> None:
-        """A KernelClient for ``connection_info`` (see it for the parameters), not open yet."""
+        """A KernelClient for ``connection_info`` or ``channels`` (see it for the
+        parameters; ``channels`` must belong to the blocking layer's loop), not open yet.
+        """
         self.async_client: KernelClient = build(
             partial(
                 KernelClient,
                 connection_info,
+                channels=channels,
                 session=session,
                 username=username,
                 heartbeat=heartbeat,
@@ -115,7 +120,8 @@ class BlockingKernelClient:
     # -- state and messages ------------------------------------------------------------
 
     @property
-    def connection_info(self) -> ConnectionInfo:
+    def connection_info(self) -> ConnectionInfo | None:
+        """None for a client over a backend's channels (a kernel behind a gateway)."""
         return self.async_client.connection_info
 
     @property

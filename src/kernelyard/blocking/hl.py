@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from kernelyard.blocking.client import BlockingKernelClient
 from kernelyard.blocking.manager import BlockingKernelManager
@@ -15,6 +16,9 @@ from kernelyard.blocking.portal import portal
 from kernelyard.discovery import KernelFinder
 from kernelyard.manager import hl
 from kernelyard.provisioning import LaunchOptions, Provisioner
+
+if TYPE_CHECKING:
+    from kernelyard.gateway import GatewaySettings
 
 __all__ = ["run_kernel_blocking", "start_kernel_blocking"]
 
@@ -43,9 +47,14 @@ def run_kernel_blocking(
     finder: KernelFinder | None = None,
     options: LaunchOptions | None = None,
     provisioner: Provisioner | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> Iterator[BlockingKernelClient]:
-    """A ready blocking client of a fresh kernel, shut down when the block ends."""
+    """A ready blocking client of a fresh kernel, shut down when the block ends
+    (``gateway``: a kernel on that gateway, as :func:`kernelyard.run_kernel`).
+    """
     with portal().wrap_async_context_manager(
-        hl.run_kernel(type_id, finder=finder, options=options, provisioner=provisioner)
+        hl.run_kernel(
+            type_id, finder=finder, options=options, provisioner=provisioner, gateway=gateway
+        )
     ) as client:
         yield BlockingKernelClient.wrap(client)

@@ -48,10 +48,12 @@ def _kind(name: str) -> Any:
     return typing.get_origin(kind) or kind
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """A ``--gateway-*`` flag per setting, in their own help group."""
+def add_arguments(
+    parser: argparse.ArgumentParser, purpose: str = "serve the kernels of a remote gateway"
+) -> None:
+    """A ``--gateway-*`` flag per setting, in their own help group (``purpose`` heads it)."""
     group = parser.add_argument_group(
-        "gateway mode", "serve the kernels of a remote gateway (each flag defaults to its env var)"
+        "gateway mode", f"{purpose} (each flag defaults to its env var)"
     )
     for item in dataclasses.fields(GatewaySettings):
         kind, env, help_ = _kind(item.name), item.metadata["env"], item.metadata["help"]

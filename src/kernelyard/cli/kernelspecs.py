@@ -1,14 +1,20 @@
-"""``kernelyard kernelspecs``: list the kernel types this machine offers."""
+"""``kernelyard kernelspecs``: list the kernel types this machine (or a gateway) offers."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import orjson
 
+from kernelyard.backend import KernelSpecs
+from kernelyard.cli import gateway
 from kernelyard.discovery import KernelFinder, KernelSpec
+from kernelyard.gateway import GatewayBackend, GatewaySettings
 from kernelyard.server.models import kernelspec_model
 
 __all__ = ["add_parser", "listing", "run"]
@@ -26,26 +32,39 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="print the listing as GET /api/kernelspecs would return it",
     )
+    gateway.add_arguments(parser, "list the kernel types of a remote gateway")
     parser.set_defaults(run=run)
 
 
-def listing(finder: KernelFinder) -> dict[str, Any]:
-    """The ``GET /api/kernelspecs`` body for everything ``finder`` offers."""
-    specs = dict(finder.find_kernels())
+def listing(specs: KernelSpecs) -> dict[str, Any]:
+    """The ``GET /api/kernelspecs`` body for ``specs``."""
     return {
-        "default": finder.default_type_id(),
+        "default": specs.default,
         "kernelspecs": {
-            type_id: kernelspec_model(type_id, spec) for type_id, spec in specs.items()
+            type_id: kernelspec_model(type_id, spec) for type_id, spec in specs.specs.items()
         },
     }
 
 
-def _table(specs: dict[str, KernelSpec], default: str | None) -> str:
-    """A readable table; the default kernel is marked with ``*``."""
+def local_specs(finder: KernelFinder) -> KernelSpecs:
+    """Everything ``finder`` offers, with its default."""
+    return KernelSpecs(dict(finder.find_kernels()), finder.default_type_id())
+
+
+async def remote_specs(settings: GatewaySettings) -> KernelSpecs:
+    """The kernelspecs of the gateway ``settings`` name."""
+    async with GatewayBackend(settings) as backend:
+        return await backend.kernel_specs()
+
+
+def _table(specs: Mapping[str, KernelSpec], default: str | None, location: str | None) -> str:
+    """A readable table; the default kernel is marked with ``*``; ``location`` (a
+    gateway's URL) stands for where every one lives.
+    """
     rows = [(" NAME", "DISPLAY NAME", "LANGUAGE", "LOCATION")]
     for type_id, spec in specs.items():
         mark = "*" if type_id == default else " "
-        where = str(spec.resource_dir) if spec.resource_dir else "-"
+        where = location or (str(spec.resource_dir) if spec.resource_dir else "-")
         rows.append((mark + type_id, spec.display_name, spec.language, where))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
@@ -56,9 +75,12 @@ def _table(specs: dict[str, KernelSpec], default: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    finder = KernelFinder.default()
+    remote = gateway.gateway_settings(args, os.environ)
+    specs = (
+        local_specs(KernelFinder.default()) if remote is None else anyio.run(remote_specs, remote)
+    )
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(listing(finder), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps(listing(specs), option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print(_table(dict(finder.find_kernels()), finder.default_type_id()))
+        print(_table(specs.specs, specs.default, remote.url if remote else None))
     return 0

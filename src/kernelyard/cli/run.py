@@ -3,21 +3,28 @@
 Streams stdout and stderr as they come, shows results and displays as text,
 prints tracebacks, and exits 1 when the code raised. Ctrl-C interrupts the
 kernel (the code stops, the command reports it); a second Ctrl-C quits.
+With ``--gateway-url`` (or ``JUPYTER_GATEWAY_URL``) the kernel is started on
+that gateway and deleted there at the end; everything else is the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from kernelyard.client import TextOutput
-from kernelyard.manager import KernelManager
+from kernelyard.cli import gateway
+from kernelyard.client import KernelClient, TextOutput
+from kernelyard.gateway import GatewaySettings
+from kernelyard.gateway import hl as remote
 from kernelyard.manager.hl import running_kernel
 from kernelyard.provisioning import LaunchOptions
 from kernelyard.wire import Message
@@ -45,6 +52,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds"
     )
+    gateway.add_arguments(parser, "run the kernel on a remote gateway")
     parser.set_defaults(run=run)
 
 
@@ -55,8 +63,26 @@ def _read_line(request: Message) -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
+#: How the command interrupts its kernel (a signal locally, a REST call on a gateway).
+Interrupt = Callable[[], Awaitable[None]]
+
+
+@asynccontextmanager
+async def _kernel(
+    args: argparse.Namespace, remote_settings: GatewaySettings | None
+) -> AsyncIterator[tuple[Interrupt, KernelClient]]:
+    """The kernel the command runs in, local or on the gateway, and its ready client."""
+    if remote_settings is not None:
+        async with remote.running_kernel(args.kernel, remote_settings) as (kernel, client):
+            yield kernel.interrupt, client
+        return
+    options = LaunchOptions(transport=args.transport)
+    async with running_kernel(args.kernel, options=options) as (manager, client):
+        yield manager.interrupt, client
+
+
 async def _interrupt_on_ctrl_c(
-    manager: KernelManager,
+    interrupt: Interrupt,
     scope: anyio.CancelScope,
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
@@ -70,23 +96,20 @@ async def _interrupt_on_ctrl_c(
                 return
             interrupted = True
             print("\nkernelyard: interrupting the kernel (Ctrl-C again to quit)", file=sys.stderr)
-            await manager.interrupt()
+            await interrupt()
 
 
-async def _run(args: argparse.Namespace, code: str) -> int:
+async def _run(args: argparse.Namespace, code: str, remote_settings: GatewaySettings | None) -> int:
     output = TextOutput()
     reply: Message | None = None
     async with (
-        running_kernel(args.kernel, options=LaunchOptions(transport=args.transport)) as (
-            manager,
-            client,
-        ),
+        _kernel(args, remote_settings) as (interrupt, client),
         anyio.create_task_group() as tg,
     ):
         # Started before the code is sent: the first output can arrive before a task
         # started with start_soon runs, and a Ctrl-C right after it would be asyncio's
         # (it cancels everything) instead of an interrupt.
-        await tg.start(_interrupt_on_ctrl_c, manager, tg.cancel_scope)
+        await tg.start(_interrupt_on_ctrl_c, interrupt, tg.cancel_scope)
         reply = await client.execute_interactive(
             code, output_hook=output, stdin_hook=_read_line, timeout=args.timeout
         )
@@ -98,6 +121,7 @@ async def _run(args: argparse.Namespace, code: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    remote_settings = gateway.gateway_settings(args, os.environ)  # bad values fail here
     if args.code is not None:
         code = args.code
     else:
@@ -106,4 +130,4 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"kernelyard: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 2
-    return anyio.run(_run, args, code)
+    return anyio.run(_run, args, code, remote_settings)

@@ -16,6 +16,11 @@ When the kernel dies (its process exits, reported through
 :meth:`KernelClient.kernel_died`, or its heartbeat stops), every pending call
 fails at once with KernelDied and new calls fail until it answers again.
 
+The messages travel over a :class:`~kernelyard.client.links.Link`: the
+kernel's ZeroMQ sockets given its connection info, or any backend's
+:class:`~kernelyard.backend.KernelChannels` (``channels=``: a kernel behind a
+gateway, over its WebSocket).
+
 The connection is an async context manager that owns its tasks.
 :class:`~kernelyard.client.KernelClient` adds the requests of the protocol.
 """
@@ -35,7 +40,9 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from kernelyard._clock import utcnow
+from kernelyard.backend import KernelChannels
 from kernelyard.client.execution import Execution
+from kernelyard.client.links import ChannelsLink, Link, ZmqLink
 from kernelyard.errors import (
     ChannelClosed,
     InvalidState,
@@ -43,7 +50,6 @@ from kernelyard.errors import (
     LocalProtocolError,
     ReplyTimeout,
 )
-from kernelyard.transport import ChannelStream, Heartbeat, open_channel
 from kernelyard.wire import (
     MESSAGE_CHANNELS,
     Channel,
@@ -51,10 +57,12 @@ from kernelyard.wire import (
     ConnectionInfo,
     Dropped,
     Event,
+    Frames,
     InputRequested,
     IOPubReady,
     Message,
     Reply,
+    Signer,
 )
 
 __all__ = ["KernelConnection"]
@@ -74,8 +82,9 @@ class KernelConnection:
 
     def __init__(
         self,
-        connection_info: ConnectionInfo,
+        connection_info: ConnectionInfo | None = None,
         *,
+        channels: AbstractAsyncContextManager[KernelChannels] | None = None,
         session: str | None = None,
         username: str = "kernelyard",
         heartbeat: bool = True,
@@ -83,23 +92,32 @@ class KernelConnection:
         time_to_dead: float = 3.0,
         kernel_id: str | None = None,
     ) -> None:
+        """Over the kernel's sockets (``connection_info``) or a backend's ``channels``
+        (one of the two; the heartbeat settings apply to sockets only).
+        """
+        if (connection_info is None) == (channels is None):
+            raise TypeError("give either connection_info or channels")
         self.connection_info = connection_info
         self.kernel_id = kernel_id
         self._protocol: ClientProtocol[Origin] = ClientProtocol(
-            connection_info.signer(), session=session, username=username, clock=utcnow
+            connection_info.signer() if connection_info is not None else Signer(b""),
+            session=session,
+            username=username,
+            clock=utcnow,
         )
-        self._heartbeat = (
-            Heartbeat(
+        self._link: Link
+        if connection_info is not None:
+            self._link = ZmqLink(
                 connection_info,
-                interval=heartbeat_interval,
+                identity=self._protocol.session.encode(),
+                heartbeat=heartbeat,
+                heartbeat_interval=heartbeat_interval,
                 time_to_dead=time_to_dead,
-                on_dead=self._heartbeat_lost,
-                on_alive=self.kernel_restarted,
+                kernel_id=kernel_id,
             )
-            if heartbeat
-            else None
-        )
-        self._streams: dict[Channel, ChannelStream] = {}
+        else:
+            assert channels is not None
+            self._link = ChannelsLink(channels, kernel_id=kernel_id)
         self._executions: dict[str, Execution] = {}
         self._subscribers: dict[MemoryObjectSendStream[Message], frozenset[Channel]] = {}
         self._stdin_send: MemoryObjectSendStream[Message] | None = None
@@ -138,18 +156,10 @@ class KernelConnection:
             self._stdin_send, self._stdin_receive = anyio.create_memory_object_stream[Message](
                 math.inf
             )
-            identity = self.session.encode()
-            for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
-                self._streams[channel] = open_channel(
-                    self.connection_info, channel, identity=identity
-                )
-                stack.callback(self._streams[channel].close)
             stack.callback(self._close_everything)
+            await self._link.connect(stack)
             self._tasks = await stack.enter_async_context(anyio.create_task_group())
-            for channel in self._streams:
-                self._tasks.start_soon(self._read, channel, name=f"read {channel.value}")
-            if self._heartbeat is not None:
-                self._tasks.start_soon(self._heartbeat.run, name="heartbeat")
+            self._link.start(self._tasks, self._deliver, self)
         except BaseException:
             await stack.aclose()
             raise
@@ -198,10 +208,11 @@ class KernelConnection:
         self._protocol.reconnected()
         self._iopub_live = anyio.Event()
 
-    def _heartbeat_lost(self, silence: float) -> None:
-        self.kernel_died(
-            KernelDied(f"kernel heartbeat silent for {silence:.1f} s", kernel_id=self.kernel_id)
-        )
+    def kernel_restarting(self) -> None:
+        """A restart begins: what waits for the old kernel's replies fails now (the new
+        kernel never answers them); what is sent meanwhile goes to the new one.
+        """
+        self._fail_pending(KernelDied("the kernel is restarting", kernel_id=self.kernel_id))
 
     def _fail_pending(self, error: Exception) -> None:
         for future in self._protocol.pending():
@@ -212,19 +223,11 @@ class KernelConnection:
 
     # -- receiving --------------------------------------------------------------
 
-    async def _read(self, channel: Channel) -> None:
-        stream, receive, dispatch = (
-            self._streams[channel],
-            self._protocol.receive_batch,
-            self._dispatch,
-        )
-        while True:
-            try:
-                batch = await stream.receive_batch()
-            except ChannelClosed:
-                return
-            for event in receive(channel, batch):
-                dispatch(event)
+    def _deliver(self, channel: Channel, batch: Sequence[Frames]) -> None:
+        """What the link received on ``channel``: verified, matched, dispatched."""
+        dispatch = self._dispatch
+        for event in self._protocol.receive_batch(channel, batch):
+            dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, IOPubReady):
@@ -308,9 +311,10 @@ class KernelConnection:
 
     async def _send(self, msg: Message, origin: Origin) -> None:
         self._check_open()
-        if msg.channel is None or msg.channel not in self._streams or msg.channel is Channel.IOPUB:
-            raise LocalProtocolError(f"cannot send a message on channel {msg.channel!r}")
-        await self._streams[msg.channel].send(self._protocol.send(msg, origin))
+        channel = msg.channel
+        if channel is None or channel is Channel.IOPUB or channel is Channel.HEARTBEAT:
+            raise LocalProtocolError(f"cannot send a message on channel {channel!r}")
+        await self._link.send(channel, self._protocol.send(msg, origin), msg.msg_id, msg.msg_type)
 
     def message(
         self,

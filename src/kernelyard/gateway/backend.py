@@ -10,7 +10,8 @@ and library code drives remote kernels with it directly::
 
     async with GatewayBackend(GatewaySettings(url=...)) as gateway:
         kernel_id = await gateway.start_kernel("python3")
-        async with gateway.open_channels(kernel_id) as channels: ...
+        async with gateway.client(kernel_id) as client:  # a KernelClient
+            await client.wait_for_ready()
 
 What each method does on the gateway:
 
@@ -52,6 +53,7 @@ from urllib.parse import quote
 import anyio
 
 from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
+from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelSpec
 from kernelyard.errors import (
     GatewayError,
@@ -322,19 +324,34 @@ class GatewayBackend:
             raise
 
     @asynccontextmanager
-    async def open_channels(self, kernel_id: str) -> AsyncIterator[KernelChannels]:
-        """One upstream WebSocket for as long as the block runs (see GatewayChannels)."""
+    async def open_channels(
+        self, kernel_id: str, *, session: str | None = None
+    ) -> AsyncIterator[KernelChannels]:
+        """One upstream WebSocket for as long as the block runs (see GatewayChannels);
+        ``session`` is its ``session_id`` (a new one if None).
+        """
         self._check_open()
         kernel = await self._known(kernel_id)
         channels = GatewayChannels(
             self.http,
             kernel_id,
             kernel.lifecycle,
-            session=uuid.uuid4().hex,
+            session=session or uuid.uuid4().hex,
             is_gone=lambda: self._gone_reason(kernel_id),
         )
         async with channels:
             yield channels
+
+    def client(self, kernel_id: str, *, session: str | None = None) -> KernelClient:
+        """A client of the remote kernel over its WebSocket (not open yet: use it as
+        ``async with``); the upstream ``session_id`` is the client's session.
+        """
+        session = session or uuid.uuid4().hex
+        return KernelClient(
+            channels=self.open_channels(kernel_id, session=session),
+            session=session,
+            kernel_id=kernel_id,
+        )
 
     async def _gone_reason(self, kernel_id: str) -> str | None:
         """None while the gateway has the kernel, else why it is gone."""

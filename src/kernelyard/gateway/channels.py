@@ -16,7 +16,10 @@ are held, in order, and we reconnect with the same ``session_id`` after
 ``min(retry_interval * 2**n, retry_interval_max)`` plus up to a tenth of
 that at random, at most ``retry_max`` times. The upstream (a jupyter_server
 or a kernelyard) replays what it buffered for the session; messages whose
-``msg_id`` already arrived are dropped, so nothing is duplicated. The
+``msg_id`` already arrived are dropped, so nothing is duplicated. We also
+say which message arrived last (``resume_after``): a kernelyard upstream
+then sends again what it wrote after that one, which a cut loses in flight
+(no WebSocket acknowledges what it received), so nothing is lost either. The
 consumer sees nothing of the gap but the wait. When the retries run out,
 the kernel's lifecycle gets DIED (and so GAVE_UP): the server tells its
 clients ``status: dead`` and closes them. A close that follows the remote
@@ -149,20 +152,24 @@ class GatewayChannels:
             self._unsubscribe()
         tasks, self._tasks = self._tasks, None
         self._inbox.end()
-        if tasks is not None:
-            tasks.cancel_scope.cancel()
-            await tasks.__aexit__(exc_type, exc, tb)
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            with anyio.move_on_after(1, shield=True):
-                await ws.close()
-        self._inbox.close()
+        try:
+            if tasks is not None:
+                tasks.cancel_scope.cancel()
+                await tasks.__aexit__(exc_type, exc, tb)
+        finally:
+            ws, self._ws = self._ws, None
+            if ws is not None:
+                with anyio.move_on_after(1, shield=True):
+                    await ws.close()
+            self._inbox.close()
 
     async def _connect(self) -> None:
         """Open the upstream WebSocket (once); GatewayError when it cannot be opened."""
         settings = self._http.settings
         path = f"{settings.kernels_endpoint}/{quote(self.kernel_id)}/channels"
         url = settings.websocket_url(path) + f"?session_id={quote(self.session)}"
+        if self._seen:  # a kernelyard upstream resumes right after it; others ignore it
+            url += f"&resume_after={quote(next(reversed(self._seen)))}"
         try:
             ws = await connect(
                 url,

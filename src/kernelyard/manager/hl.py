@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelFinder
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.provisioning import LaunchOptions, Provisioner
+
+if TYPE_CHECKING:
+    from kernelyard.gateway import GatewaySettings
 
 __all__ = ["run_kernel", "running_kernel", "start_kernel"]
 
@@ -72,12 +76,27 @@ async def run_kernel(
     finder: KernelFinder | None = None,
     options: LaunchOptions | None = None,
     provisioner: Provisioner | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> AsyncIterator[KernelClient]:
     """A ready client of a fresh kernel, shut down when the block ends::
 
     async with run_kernel("python3") as client:
         reply = await client.execute_interactive("1 + 1")
+
+    With ``gateway``, the kernel is started on that gateway and the client
+    talks to it over its WebSocket (:func:`kernelyard.gateway.hl.running_kernel`);
+    ``finder`` and ``provisioner`` are the gateway's business then, and of
+    ``options`` only ``startup_timeout`` counts.
     """
+    if gateway is not None:
+        if finder is not None or provisioner is not None:
+            raise TypeError("a kernel on a gateway has no local finder or provisioner")
+        from kernelyard.gateway import hl as remote  # httpx and websockets, when needed
+
+        timeout = (options or LaunchOptions()).startup_timeout
+        async with remote.running_kernel(type_id, gateway, startup_timeout=timeout) as (_, client):
+            yield client
+        return
     async with running_kernel(type_id, finder=finder, options=options, provisioner=provisioner) as (
         _,
         client,

@@ -26,7 +26,7 @@ connection.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: How many disconnected sessions keep their cursor for a reconnect.
 MAX_SESSIONS = 1_000
+#: How many written messages a connection remembers for a resume (``resume_after``).
+RESUME_WINDOW = 4_096
 
 
 class Reader:
@@ -69,14 +71,34 @@ class Reader:
 
     ``cursor`` is the last sequence number the connection was given;
     ``closing`` is set (code, reason) when the bridge wants it to close.
+    ``written`` remembers, for the last RESUME_WINDOW messages written to
+    the connection, the cursor after each (by msg_id): a client that
+    reconnects saying which message it got last resumes right after it,
+    so what was written but lost with the old connection is sent again.
     """
 
-    __slots__ = ("closing", "cursor", "session")
+    __slots__ = ("closing", "cursor", "session", "written")
 
-    def __init__(self, session: str, cursor: int) -> None:
+    def __init__(
+        self, session: str, cursor: int, written: deque[tuple[str, int]] | None = None
+    ) -> None:
         self.session = session
         self.cursor = cursor
         self.closing: tuple[int, str] | None = None
+        self.written: deque[tuple[str, int]] = (
+            written if written is not None else deque(maxlen=RESUME_WINDOW)
+        )
+
+    def wrote(self, msg_id: str, cursor: int) -> None:
+        """``msg_id`` was written to the connection; the cursor after it is ``cursor``."""
+        self.written.append((msg_id, cursor))
+
+    def cursor_after(self, msg_id: str) -> int | None:
+        """The cursor right after ``msg_id`` was written (None: not among the last written)."""
+        for written, cursor in reversed(self.written):
+            if written == msg_id:
+                return cursor
+        return None
 
 
 class KernelBridge:
@@ -100,7 +122,7 @@ class KernelBridge:
         #: A mirror of the kernel's lifecycle (it answered kernel_info: it runs).
         self.lifecycle = Lifecycle(kernel_id, KernelState.RUNNING)
         self._factory = factory
-        self._cursors: OrderedDict[str, int] = OrderedDict()  # session -> cursor, offline
+        self._offline: OrderedDict[str, Reader] = OrderedDict()  # session -> its last reader
         self._live: dict[str, Reader] = {}  # session -> its open connection's reader
         self._appended = anyio.Event()
         #: (close code, reason) once every connection is to close.
@@ -122,40 +144,54 @@ class KernelBridge:
         """Why the kernel is not running, if it is not (else "")."""
         return "" if self.lifecycle.state is KernelState.RUNNING else self.lifecycle.reason
 
-    def attach(self, session: str, *, replay_all: bool = False) -> Reader:
+    def attach(
+        self, session: str, *, replay_all: bool = False, resume_after: str | None = None
+    ) -> Reader:
         """A reader for a new connection of ``session``.
 
         A session seen before resumes where it left off (everything it missed
-        that the log still holds); a new one starts at the end of the log, or
-        at its beginning with ``replay_all`` (broadcast messages only). A
-        session has one connection: an open one is stale (its client came
-        back before the server saw it go), so it is told to close with
-        REPLACED, as jupyter_server does, and the new connection goes on from
-        the stale one's cursor.
+        that the log still holds), or right after ``resume_after`` when that is
+        the msg_id of a message it was written lately (the client got that one
+        last: what followed may have been lost in flight). A new session starts
+        at the end of the log, or at its beginning with ``replay_all``
+        (broadcast messages only). A session has one connection: an open one
+        is stale (its client came back before the server saw it go), so it is
+        told to close with REPLACED, as jupyter_server does, and the new
+        connection goes on from the stale one's cursor.
         """
-        stale = self._live.get(session)
-        if stale is not None:
+        previous = self._live.get(session)
+        if previous is not None:
             log.info("kernel %s: replacing a stale connection of %s", self.kernel_id, session)
-            stale.closing = (CloseCode.REPLACED, "replaced by a newer connection of this session")
-            cursor = stale.cursor
+            previous.closing = (
+                CloseCode.REPLACED,
+                "replaced by a newer connection of this session",
+            )
             self._wake()
-        elif (kept := self._cursors.pop(session, None)) is not None:
-            cursor = kept
         else:
+            previous = self._offline.pop(session, None)
+        if previous is None:
             cursor = self.log.first_seq - 1 if replay_all else self.log.last_seq
-        reader = self._live[session] = Reader(session, cursor)
+            reader = Reader(session, cursor)
+        else:
+            cursor = previous.cursor
+            if resume_after is not None:
+                after = previous.cursor_after(resume_after)
+                if after is not None:
+                    cursor = min(cursor, after)
+            reader = Reader(session, cursor, previous.written)
+        self._live[session] = reader
         return reader
 
     def detach(self, reader: Reader) -> None:
-        """``reader``'s connection closed; its cursor is kept for a reconnect."""
+        """``reader``'s connection closed; its place is kept for a reconnect."""
         session = reader.session
         if self._live.get(session) is not reader:
             return  # replaced: the newer connection holds the session now
         del self._live[session]
-        self._cursors[session] = max(reader.cursor, self._cursors.get(session, 0))
-        self._cursors.move_to_end(session)
-        while len(self._cursors) > MAX_SESSIONS:
-            self._cursors.popitem(last=False)
+        self._offline[session] = reader
+        self._offline.move_to_end(session)
+        while len(self._offline) > MAX_SESSIONS:
+            self._offline.popitem(last=False)
 
     async def wait(self, reader: Reader) -> None:
         """Return once the log has entries after ``reader``'s cursor or it is to close."""
@@ -194,7 +230,7 @@ class KernelBridge:
     def inject_status(self, state: str) -> None:
         """Tell every connection the kernel is ``state`` (restarting, dead) on IOPub."""
         msg = self._factory.message("status", {"execution_state": state}, channel=Channel.IOPUB)
-        self.publish(LogEntry(Channel.IOPUB, message_parts(msg), "status"))
+        self.publish(LogEntry(Channel.IOPUB, message_parts(msg), "status", msg_id=msg.msg_id))
 
     def close(self, code: int, reason: str) -> None:
         """Every connection sends what is left, then closes with ``code`` (first call wins)."""
@@ -259,7 +295,7 @@ class KernelBridge:
         parts = received.parts
         if received.msg_type == "execute_reply" and not self.settings.allow_tracebacks:
             parts = scrub_traceback(parts, self.settings.traceback_replacement, only_errors=True)
-        return LogEntry(received.channel, parts, received.msg_type, session)
+        return LogEntry(received.channel, parts, received.msg_type, session, msg_id=received.msg_id)
 
     def _file_iopub(self, event: Output, now: datetime) -> LogEntry:
         received = event.received
@@ -271,7 +307,9 @@ class KernelBridge:
             name, text = content.get("name"), content.get("text")
             if isinstance(name, str) and isinstance(text, str):
                 key = (name, received.parent_id or "")
-                return LogEntry(Channel.IOPUB, parts, msg_type, stream=key, text=[text])
+                return LogEntry(
+                    Channel.IOPUB, parts, msg_type, stream=key, text=[text], msg_id=received.msg_id
+                )
         elif msg_type == "error" and not self.settings.allow_tracebacks:
             parts = scrub_traceback(parts, self.settings.traceback_replacement, only_errors=False)
-        return LogEntry(Channel.IOPUB, parts, msg_type)
+        return LogEntry(Channel.IOPUB, parts, msg_type, msg_id=received.msg_id)

@@ -45,6 +45,7 @@ class LogEntry:
     size: int = 0
     #: Encodings already built for a framing ("legacy", "v1"), shared by all readers.
     frames: dict[str, Any] = field(default_factory=dict)
+    msg_id: str = ""  # of the message (the first one, when stream text was merged)
 
     def __post_init__(self) -> None:
         self.size = sum(map(len, self.parts))
@@ -95,6 +96,7 @@ def merge_streams(entries: Iterable[LogEntry]) -> list[LogEntry]:
                     last.session,
                     last.stream,
                     list(last.text),
+                    msg_id=last.msg_id,
                 )
                 out[-1] = last
                 copies.add(id(last))

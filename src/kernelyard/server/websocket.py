@@ -10,7 +10,10 @@ the other sends the kernel's log from the connection's
 :class:`~kernelyard.server.bridge.Reader`, merging consecutive stream chunks
 and pacing IOPub when rate limits are on (nothing is ever dropped for rate).
 When either ends, so does the other. On disconnect the session's cursor is
-kept, so a reconnect with the same ``session_id`` gets everything it missed.
+kept, so a reconnect with the same ``session_id`` gets everything it missed;
+one that also says ``resume_after=MSG_ID`` (the last message it got; our
+gateway client does) gets again what was written after that message but
+lost with the old connection.
 
 What a frame may be, and every close code, is decided in
 :mod:`kernelyard.server.policy`; when the connection closes for the
@@ -88,8 +91,12 @@ class KernelSocket:
     async def serve(self) -> None:
         """Accept, relay both ways until either side ends, and account for the session."""
         await self.websocket.accept(subprotocol=self.subprotocol)
-        replay_all = self.websocket.query_params.get("replay") == "all"
-        reader = self.bridge.attach(self.session, replay_all=replay_all)
+        query = self.websocket.query_params
+        reader = self.bridge.attach(
+            self.session,
+            replay_all=query.get("replay") == "all",
+            resume_after=query.get("resume_after") or None,
+        )
         try:
             async with anyio.create_task_group() as tg:
 
@@ -144,7 +151,10 @@ class KernelSocket:
         if refusal.reply is not None:
             msg_type, content = refusal.reply
             reply = self._factory.message(msg_type, content, parent=header, channel=channel)
-            self.bridge.publish(LogEntry(channel, message_parts(reply), msg_type, reader.session))
+            entry = LogEntry(
+                channel, message_parts(reply), msg_type, reader.session, msg_id=reply.msg_id
+            )
+            self.bridge.publish(entry)
         return refusal
 
     # -- kernel -> client ---------------------------------------------------------------
@@ -158,18 +168,20 @@ class KernelSocket:
                 await self._close(*closing)
                 return
             if pacer is not None and (delay := pacer.delay(time.monotonic())):
-                await self._rate_notice()
+                await self._rate_notice(reader)
                 await anyio.sleep(delay)
                 continue
             lost, entries, cursor = bridge.log.read(reader.cursor, reader.session)
             if lost:
                 await self._notice(
+                    reader,
                     f"kernelyard: {lost} earlier messages were dropped from the server's "
-                    "replay log before this connection could read them\n"
+                    "replay log before this connection could read them\n",
                 )
             for entry in merge_streams(entries):
                 await self._send_entry(entry)
                 reader.cursor = entry.seq
+                reader.wrote(entry.msg_id, entry.seq)
             reader.cursor = cursor
             closing = bridge.closing_of(reader)
             if closing is not None:
@@ -206,19 +218,21 @@ class KernelSocket:
             entry.channel, parts, str(header.get("msg_id", "")), entry.msg_type
         )
 
-    async def _rate_notice(self) -> None:
+    async def _rate_notice(self, reader: Reader) -> None:
         if not self._rate_noticed:
             self._rate_noticed = True
             await self._notice(
+                reader,
                 "kernelyard: IOPub rate limit reached; output is held back and merged, "
-                "not dropped (ServerSettings.iopub_msg_rate_limit / iopub_data_rate_limit)\n"
+                "not dropped (ServerSettings.iopub_msg_rate_limit / iopub_data_rate_limit)\n",
             )
 
-    async def _notice(self, text: str) -> None:
+    async def _notice(self, reader: Reader, text: str) -> None:
         msg = self._factory.message(
             "stream", {"name": "stderr", "text": text}, channel=Channel.IOPUB
         )
         await self._send_entry(LogEntry(Channel.IOPUB, message_parts(msg), "stream"))
+        reader.wrote(msg.msg_id, reader.cursor)
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):

@@ -1,0 +1,183 @@
+"""How a KernelConnection reaches its kernel: the one seam below the client.
+
+A :class:`Link` carries the client's signed frames to the kernel and hands
+back what arrives, channel by channel, in batches; the connection's
+:class:`~kernelyard.wire.ClientProtocol` does everything else (verifying,
+matching replies to requests, IOPub readiness), the same for every link.
+
+* :class:`ZmqLink`: the kernel's own ZeroMQ sockets, from its connection
+  info (shell, control, stdin, iopub, and the heartbeat that tells a dead
+  kernel from a busy one).
+* :class:`ChannelsLink`: any backend's :class:`~kernelyard.backend.KernelChannels`
+  (a gateway's kernel over its WebSocket, a kernel of the local manager, a
+  :class:`kernelyard.testing.FakeBackend` kernel). The backend signs and
+  verifies with the kernel's key; the messages it hands over are fed back
+  through the client's protocol unsigned, so replies and outputs are routed
+  as from sockets. The backend's lifecycle events (restarting, dead, shut
+  down) reach the connection as its ``kernel_died`` / ``kernel_restarted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Protocol
+
+from anyio.abc import TaskGroup
+
+from kernelyard.backend import KernelChannels
+from kernelyard.errors import ChannelClosed, KernelDied
+from kernelyard.lifecycle import Change, KernelEvent
+from kernelyard.transport import ChannelStream, Heartbeat, open_channel
+from kernelyard.wire import DELIMITER, Channel, ConnectionInfo, Frame, Frames
+
+__all__ = ["ChannelsLink", "Link", "LinkOwner", "ZmqLink"]
+
+#: Frames of the messages of one channel that arrived together.
+Deliver = Callable[[Channel, Sequence[Frames]], None]
+
+
+class LinkOwner(Protocol):
+    """What a link tells its connection besides messages."""
+
+    def kernel_died(self, error: KernelDied) -> None: ...
+    def kernel_restarted(self) -> None: ...
+    def kernel_restarting(self) -> None: ...
+
+
+class Link(Protocol):
+    """Frames out, batches of frames in, for one open connection."""
+
+    async def connect(self, stack: AsyncExitStack) -> None:
+        """Connect, and put the closing on ``stack``."""
+        ...
+
+    def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
+        """Start the readers in ``tasks`` (cancelled before the closing runs)."""
+        ...
+
+    async def send(self, channel: Channel, frames: list[Frame], msg_id: str, msg_type: str) -> None:
+        """Send the signed ``frames`` of one message on ``channel`` (shell, control or
+        stdin: the connection checks), once open.
+        """
+        ...
+
+
+class ZmqLink:
+    """The kernel's ZeroMQ sockets; see the module docstring."""
+
+    def __init__(
+        self,
+        connection_info: ConnectionInfo,
+        *,
+        identity: bytes,
+        heartbeat: bool,
+        heartbeat_interval: float,
+        time_to_dead: float,
+        kernel_id: str | None,
+    ) -> None:
+        self.connection_info = connection_info
+        self._identity = identity
+        self._heartbeat = heartbeat
+        self._heartbeat_interval = heartbeat_interval
+        self._time_to_dead = time_to_dead
+        self._kernel_id = kernel_id
+        self._streams: dict[Channel, ChannelStream] = {}
+
+    async def connect(self, stack: AsyncExitStack) -> None:
+        for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
+            stream = open_channel(self.connection_info, channel, identity=self._identity)
+            self._streams[channel] = stream
+            stack.callback(stream.close)
+
+    def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
+        for channel, stream in self._streams.items():
+            tasks.start_soon(_read, stream, channel, deliver, name=f"read {channel.value}")
+        if self._heartbeat:
+            kernel_id = self._kernel_id
+
+            def lost(silence: float) -> None:
+                owner.kernel_died(
+                    KernelDied(f"kernel heartbeat silent for {silence:.1f} s", kernel_id=kernel_id)
+                )
+
+            beat = Heartbeat(
+                self.connection_info,
+                interval=self._heartbeat_interval,
+                time_to_dead=self._time_to_dead,
+                on_dead=lost,
+                on_alive=owner.kernel_restarted,
+            )
+            tasks.start_soon(beat.run, name="heartbeat")
+
+    async def send(self, channel: Channel, frames: list[Frame], msg_id: str, msg_type: str) -> None:
+        await self._streams[channel].send(frames)
+
+
+async def _read(stream: ChannelStream, channel: Channel, deliver: Deliver) -> None:
+    while True:
+        try:
+            batch = await stream.receive_batch()
+        except ChannelClosed:
+            return
+        deliver(channel, batch)
+
+
+class ChannelsLink:
+    """A backend's KernelChannels (entered on open); see the module docstring."""
+
+    def __init__(
+        self,
+        channels: AbstractAsyncContextManager[KernelChannels],
+        *,
+        kernel_id: str | None,
+    ) -> None:
+        self._opening = channels
+        self._channels: KernelChannels | None = None
+        self._kernel_id = kernel_id
+
+    async def connect(self, stack: AsyncExitStack) -> None:
+        self._channels = await stack.enter_async_context(self._opening)
+
+    def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
+        assert self._channels is not None, "connect first"
+        tasks.start_soon(self._read, self._channels, deliver, owner, name="read channels")
+
+    async def send(self, channel: Channel, frames: list[Frame], msg_id: str, msg_type: str) -> None:
+        if self._channels is None:
+            raise ChannelClosed("the channels are not open")
+        # [DELIMITER, signature, header, parent, metadata, content, *buffers]: the
+        # backend signs with the kernel's key, so it takes the parts after both.
+        await self._channels.send(
+            channel, frames[2:], msg_id=msg_id, msg_type=msg_type, origin=None
+        )
+
+    async def _read(self, channels: KernelChannels, deliver: Deliver, owner: LinkOwner) -> None:
+        dead = False  # reported dead: the first cause is the one the caller sees
+        while True:
+            try:
+                events = await channels.receive()
+            except ChannelClosed:
+                if not dead:
+                    owner.kernel_died(
+                        KernelDied("the kernel's channels were closed", kernel_id=self._kernel_id)
+                    )
+                return
+            for event in events:
+                if not isinstance(event, KernelEvent):
+                    received = event.received
+                    deliver(received.channel, [[DELIMITER, b"", *received.parts]])
+                    continue
+                change = event.change
+                if change is Change.RESTART:
+                    owner.kernel_restarting()
+                elif change is Change.RESTARTED:
+                    dead = False
+                    owner.kernel_restarted()
+                elif change in (Change.DIED, Change.GAVE_UP, Change.SHUTDOWN) and not dead:
+                    dead = True
+                    what = "was shut down" if change is Change.SHUTDOWN else "died"
+                    why = f": {event.reason}" if event.reason else ""
+                    owner.kernel_died(
+                        KernelDied(f"the kernel {what}{why}", kernel_id=self._kernel_id)
+                    )
