@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kernelyard.discovery import KernelSpec
 from kernelyard.lifecycle import KernelEvent, KernelState
@@ -33,6 +33,7 @@ __all__ = [
     "KernelModel",
     "KernelSpecs",
     "Origin",
+    "RemoteModels",
 ]
 
 #: Who sent a request: the server's WebSocket session; its reply comes back with it.
@@ -159,4 +160,20 @@ class KernelBackend(Protocol):
 
     def open_channels(self, kernel_id: str) -> AbstractAsyncContextManager[KernelChannels]:
         """Connect to a kernel's message channels for as long as the block runs."""
+        ...
+
+
+@runtime_checkable
+class RemoteModels(Protocol):
+    """A backend whose kernels live elsewhere and change there too (a gateway's): other
+    clients use them, the remote side culls them. The server reads their models every
+    ``refresh_interval`` seconds (0: never) and shows what it learns.
+    """
+
+    refresh_interval: float
+
+    async def refresh(self) -> list[KernelModel]:
+        """The remote models of the kernels this backend knows. Those gone remotely are
+        not among them: their lifecycle got SHUTDOWN, with the reason.
+        """
         ...

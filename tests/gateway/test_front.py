@@ -116,6 +116,45 @@ async def test_an_upstream_that_stays_down_ends_in_dead_and_a_close() -> None:
         assert (closed.rcvd.code, closed.rcvd.reason) == (1000, "the kernel died")
 
 
+async def test_a_kernel_given_up_on_comes_back_with_a_restart_by_hand() -> None:
+    async with chain(retry_max=1) as c, c.front.http() as http:
+        kernel_id = await c.front.start()
+        async with kernel_socket(c.front, kernel_id) as ws:
+            c.proxy.down()
+            await until_closed(ws)
+        assert (await http.get(f"api/kernels/{kernel_id}")).json()["execution_state"] == "dead"
+        c.proxy.up()
+        response = await http.post(f"api/kernels/{kernel_id}/restart")
+        assert response.status_code == 200, response.text
+        async with kernel_socket(c.front, kernel_id) as ws:
+            reply, outputs = await ws.execute("print('back')")
+        assert reply.content["status"] == "ok"
+        assert stream_text(outputs) == "back\n"
+
+
+async def test_remote_activity_and_clients_show_in_our_models() -> None:
+    """Other clients of the gateway's kernel count; a kernel culled there ends here."""
+    async with chain(refresh_interval=0.05) as c, c.front.http() as http:
+        kernel_id = await c.front.start()
+        before = (await http.get(f"api/kernels/{kernel_id}")).json()
+        assert before["connections"] == 0
+        async with kernel_socket(c.upstream, kernel_id) as direct:  # not through us
+            await direct.execute("x = 1")
+            with anyio.fail_after(5):
+                while True:
+                    model = (await http.get(f"api/kernels/{kernel_id}")).json()
+                    if (
+                        model["connections"] == 1
+                        and model["last_activity"] > before["last_activity"]
+                    ):
+                        break
+                    await anyio.sleep(0.02)
+        await c.upstream.backend.shutdown_kernel(kernel_id, reason="culled")
+        with anyio.fail_after(5):
+            while (await http.get(f"api/kernels/{kernel_id}")).status_code != 404:
+                await anyio.sleep(0.02)
+
+
 async def test_gateway_errors_keep_their_status_and_hop() -> None:
     async with chain() as c, c.front.http() as http:
         c.proxy.down()

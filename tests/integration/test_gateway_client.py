@@ -124,13 +124,9 @@ async def test_run_kernel_drives_a_kernel_behind_each_gateway(gateway: tuple[str
     assert await remote_kernels(server) == []
 
 
-async def test_a_restart_through_kernelyard_and_jupyter_server(
-    kernelyard_upstream: Server, jupyter_server_upstream: Server
-) -> None:
-    for name, server in (
-        ("kernelyard", kernelyard_upstream),
-        ("jupyter_server", jupyter_server_upstream),
-    ):
+async def test_a_restart_through_each_gateway(gateway: tuple[str, Server]) -> None:
+    name, server = gateway
+    if True:
         async with hl.running_kernel(KERNELS[name], settings_of(server)) as (kernel, client):
             await client.execute("x = 1", timeout=30)
             await kernel.restart()

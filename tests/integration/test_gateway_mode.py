@@ -142,25 +142,22 @@ async def test_jupyter_servers_gateway_client_in_front_of_ours(
 
 
 async def test_in_front_of_kernel_gateway(home: Path, kernel_gateway: Server) -> None:
-    """Kernelspecs, start, execute, interrupt and delete through us to Kernel Gateway.
-
-    Not yet restart: after ``POST .../restart`` on Kernel Gateway, the upstream
-    WebSocket we keep open gets no answer to the next execute (always with our
-    kernel, sometimes with ipykernel; a new WebSocket works). Open, in the notes.
+    """Kernelspecs, start, execute, interrupt, restart and delete through us to Kernel
+    Gateway.
     """
     front_home = home / "front-kg"
     front_home.mkdir()
     gateway = ["--gateway-url", kernel_gateway.url.rstrip("/"), "--gateway-auth-token", KG_TOKEN]
     with running_server(front_home, *gateway) as front:
         try:
-            await _start_execute_interrupt_delete(front, "python3")
+            await _start_execute_interrupt_restart_delete(front, "python3")
         except BaseException:
             print("--- front ---", *front.log, "--- kernel_gateway ---", *kernel_gateway.log)
             raise
     assert await _remote_kernels(kernel_gateway) == []
 
 
-async def _start_execute_interrupt_delete(server: Server, kernel: str) -> None:
+async def _start_execute_interrupt_restart_delete(server: Server, kernel: str) -> None:
     async with server.http() as http:
         specs = (await http.get("api/kernelspecs")).json()
         assert kernel in specs["kernelspecs"]
@@ -183,6 +180,10 @@ async def _start_execute_interrupt_delete(server: Server, kernel: str) -> None:
                 while (msg := await ws.receive()).msg_type != "execute_reply":
                     pass
             assert msg.content["ename"] == "KeyboardInterrupt"
+            assert (await http.post(f"api/kernels/{kid}/restart")).status_code == 200
+            reply, outputs = await ws.execute("print('after', 'restart')")
+            assert reply.content["status"] == "ok"
+            assert stream_text(outputs) == "after restart\n"
         assert (await http.delete(f"api/kernels/{kid}")).status_code == 204
         assert (await http.get(f"api/kernels/{kid}")).status_code == 404
 

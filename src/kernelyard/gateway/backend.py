@@ -29,9 +29,10 @@ What each method does on the gateway:
 
 Each remote kernel this backend knows has one :class:`~kernelyard.lifecycle.Lifecycle`
 here, the one owner of its state: RESTART/RESTARTED around a restart,
-SHUTDOWN when it is deleted or found gone on the gateway (``refresh``:
-a kernel missing from the gateway's list is asked for directly before it is
-declared gone, since a list can be partial), DIED and GAVE_UP when its
+SHUTDOWN when it is deleted or found gone on the gateway (``refresh``, which
+the server calls every ``refresh_interval`` seconds: a kernel missing from
+the gateway's list is asked for directly before it is declared gone, since a
+list can be partial), DIED and GAVE_UP when its
 WebSocket cannot be reopened. On exit, the kernels this backend started are
 deleted, unless ``keep_kernels`` is set.
 """
@@ -390,23 +391,34 @@ class GatewayBackend:
             connections=int(model.get("connections", 0) or 0),
         )
 
-    async def refresh(self) -> list[str]:
-        """Find the kernels this backend knows that the gateway no longer has (each asked
-        for directly before it is declared gone); they get SHUTDOWN ("culled on the
-        gateway"). Returns their ids.
+    @property
+    def refresh_interval(self) -> float:
+        return self.settings.refresh_interval
+
+    async def refresh(self) -> list[KernelModel]:
+        """The gateway's models of the kernels this backend knows (one list request).
+
+        A known kernel missing from the list is asked for directly before it is
+        declared gone (a list can be partial); a gone one gets SHUTDOWN
+        ("culled on the gateway") and is forgotten.
         """
-        listed = {m.id for m in await self.list_kernels()}
-        gone = []
+        listed = {m.id: m for m in await self.list_kernels()}
+        models = []
         for kernel in list(self.kernels.values()):
-            if kernel.id in listed or kernel.lifecycle.state is not KernelState.RUNNING:
+            if kernel.id in listed:
+                models.append(listed[kernel.id])
                 continue
-            if await self._gone_reason(kernel.id) is None:
+            if kernel.lifecycle.state is not KernelState.RUNNING:
+                continue
+            try:
+                models.append(await self.kernel_model(kernel.id))
                 continue  # a partial list: it is there
-            gone.append(kernel.id)
+            except NoSuchKernel:
+                pass
             kernel.lifecycle.apply(Change.SHUTDOWN, GONE_REASON)
             kernel.lifecycle.apply(Change.STOPPED, GONE_REASON)
             self.kernels.pop(kernel.id, None)
-        return gone
+        return models
 
     def _check_open(self) -> None:
         if not self._open:

@@ -140,6 +140,12 @@ class GatewaySettings:
         "KERNELYARD_GATEWAY_KEEP_KERNELS",
         "on server exit, leave the remote kernels this server started running",
     )
+    refresh_interval: float = setting(
+        10.0,
+        "KERNELYARD_GATEWAY_REFRESH_INTERVAL",
+        "seconds between reads of the gateway's kernel models (activity there, kernels "
+        "culled there); 0: never",
+    )
 
     def __post_init__(self) -> None:
         url = _base_url("url", self.url, ("http", "https"))
@@ -157,7 +163,12 @@ class GatewaySettings:
             object.__setattr__(self, name, value.rstrip("/") or "/")
         for name in ("connect_timeout", "request_timeout", "kernel_launch_timeout"):
             _positive(name, getattr(self, name))
-        for name in ("launch_timeout_pad", "retry_interval", "retry_interval_max"):
+        for name in (
+            "launch_timeout_pad",
+            "retry_interval",
+            "retry_interval_max",
+            "refresh_interval",
+        ):
             _positive(name, getattr(self, name), zero=True)
         if self.retry_interval_max < self.retry_interval:
             raise GatewaySettingError(

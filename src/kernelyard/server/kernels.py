@@ -4,7 +4,11 @@ It sits on a :class:`~kernelyard.backend.KernelBackend` and adds, per kernel,
 a :class:`~kernelyard.server.bridge.KernelBridge` (the shared channels, the
 replay log, activity, the lifecycle mirror), the start policies
 (``max_kernels`` counted with the starts in flight, the env allow-list, the
-path under the root dir) and kernel action events. The culler runs here too.
+path under the root dir) and kernel action events. The culler runs here too,
+and, for a backend whose kernels live elsewhere (:class:`~kernelyard.backend.RemoteModels`,
+a gateway), the refresh that merges their remote models into ours: the later
+of both ``last_activity`` values (other clients use the kernel there too), and
+the connections the remote counts besides our own upstream one.
 
 Starts are independent: nothing is locked across a start, so a slow start
 never delays another request.
@@ -24,7 +28,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from kernelyard._clock import utcnow
-from kernelyard.backend import KernelBackend
+from kernelyard.backend import KernelBackend, KernelModel, RemoteModels
 from kernelyard.errors import KernelyardError, NoSuchKernel, RequestRejected
 from kernelyard.lifecycle import KernelState
 from kernelyard.server.activity import should_cull
@@ -52,6 +56,21 @@ class ServedKernel:
     name: str
     bridge: KernelBridge
     cull_idle_timeout: float | None = None  # the kernelspec's override, if any
+    #: Connections the remote side counts besides ours (a gateway's other clients).
+    remote_connections: int = 0
+
+    @property
+    def connections(self) -> int:
+        return self.bridge.connections + self.remote_connections
+
+    def merge_remote(self, remote: KernelModel) -> None:
+        """Take in what the remote side knows: its later activity, its other clients
+        (it counts our one upstream socket too, open for as long as we serve the kernel).
+        """
+        activity = self.bridge.activity
+        if remote.last_activity is not None and remote.last_activity > activity.last_activity:
+            activity.last_activity = remote.last_activity
+        self.remote_connections = max(0, remote.connections - 1)
 
     def model(self) -> dict[str, Any]:
         """The REST kernel model (state and reason come from the kernel's lifecycle)."""
@@ -61,7 +80,7 @@ class ServedKernel:
             "name": self.name,
             "last_activity": format_time(bridge.activity.last_activity),
             "execution_state": bridge.execution_state,
-            "connections": bridge.connections,
+            "connections": self.connections,
         }
         if bridge.reason:
             model["reason"] = bridge.reason
@@ -87,6 +106,9 @@ class ServedKernels:
         await self._tasks.__aenter__()
         if self.settings.cull_idle_timeout > 0:
             self._tasks.start_soon(self._cull_forever, name="culler")
+        backend = self.backend
+        if isinstance(backend, RemoteModels) and backend.refresh_interval > 0:
+            self._tasks.start_soon(self._refresh_forever, backend, name="refresh")
         return self
 
     async def __aexit__(
@@ -118,7 +140,7 @@ class ServedKernels:
 
     @property
     def connections(self) -> int:
-        return sum(k.bridge.connections for k in self._kernels.values())
+        return sum(k.connections for k in self._kernels.values())
 
     @property
     def last_activity(self) -> datetime:
@@ -277,6 +299,25 @@ class ServedKernels:
         except KernelyardError as exc:
             log.warning("kernel %s did not shut down cleanly: %s", kernel_id, exc)
 
+    # -- remote models ---------------------------------------------------------------------
+
+    async def _refresh_forever(self, backend: RemoteModels) -> None:
+        while True:
+            await anyio.sleep(backend.refresh_interval)
+            try:
+                await self.refresh_once(backend)
+            except KernelyardError as exc:  # the gateway is away: the models stay as they are
+                log.warning("could not refresh the remote kernel models: %s", exc)
+
+    async def refresh_once(self, backend: RemoteModels) -> None:
+        """Merge the remote models into ours once (kernels gone there end on their own:
+        the backend gave them SHUTDOWN, and their bridges forget them).
+        """
+        for remote in await backend.refresh():
+            kernel = self._kernels.get(remote.id)
+            if kernel is not None:
+                kernel.merge_remote(remote)
+
     # -- culling ---------------------------------------------------------------------------
 
     async def _cull_forever(self) -> None:
@@ -295,7 +336,7 @@ class ServedKernels:
                 bridge.activity.last_activity,
                 now=now,
                 idle_timeout=settings.cull_idle_timeout if timeout is None else timeout,
-                connections=bridge.connections,
+                connections=kernel.connections,
                 cull_busy=settings.cull_busy,
                 cull_connected=settings.cull_connected,
             ):
