@@ -9,7 +9,7 @@ from functools import partial
 
 import anyio
 
-from . import bench_kernel, bench_lifecycle, bench_server, bench_wire
+from . import bench_gateway, bench_kernel, bench_lifecycle, bench_server, bench_wire
 from .harness import report
 
 
@@ -20,9 +20,10 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=5, help="kernel start/shutdown pairs")
     parser.add_argument("--kernel-rounds", type=int, default=3, help="rounds per kernel")
     parser.add_argument("--server-rounds", type=int, default=2, help="rounds per server")
+    parser.add_argument("--gateway-rounds", type=int, default=2, help="rounds per upstream")
     parser.add_argument(
         "--only",
-        choices=["wire", "lifecycle", "kernel", "server"],
+        choices=["wire", "lifecycle", "kernel", "server", "gateway"],
         default=None,
         help="run one group only",
     )
@@ -54,6 +55,12 @@ def main() -> int:
         print()
         server_results = anyio.run(partial(bench_server.run, rounds=args.server_rounds))
         print(bench_server.report(server_results))
+        print()
+    if args.only in (None, "gateway"):
+        print("## Gateway mode: kernelyard and jupyter_server in front of one upstream")
+        print()
+        gateway_results = anyio.run(partial(bench_gateway.run, rounds=args.gateway_rounds))
+        print(bench_gateway.report(gateway_results))
     return 0
 
 

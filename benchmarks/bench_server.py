@@ -172,29 +172,33 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def _running(server: str, home: Path) -> AsyncIterator[Running]:
+async def _running(
+    server: str, home: Path, *, extra: tuple[str, ...] = (), name: str | None = None
+) -> AsyncIterator[Running]:
+    """``server`` started with its defaults plus ``extra`` arguments; ``name`` labels it."""
     port = _free_port()
-    with (home / f"{server}.log").open("ab") as log:
+    name = name or server
+    with (home / f"{name}.log").open("ab") as log:
         process = subprocess.Popen(
-            _argv(server, home, port),
+            [*_argv(server, home, port), *extra],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
             env=_environment(home),
             cwd=home,
         )
-    running = Running(server, f"http://127.0.0.1:{port}/")
+    running = Running(name, f"http://127.0.0.1:{port}/")
     try:
         async with running.http() as http:
             deadline = time.monotonic() + 60
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"{server} exited: see {home / (server + '.log')}")
+                    raise RuntimeError(f"{name} exited: see {home / (name + '.log')}")
                 with contextlib.suppress(httpx.TransportError):
                     if (await http.get("api/kernelspecs")).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{server} did not answer within 60 s")
+                    raise RuntimeError(f"{name} did not answer within 60 s")
                 await asyncio.sleep(0.1)
         yield running
     finally:
