@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run check lint types test bench clean
+.PHONY: run check lint types test bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,20 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy src
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/pytest --cov --cov-report=term
+
+## System programs the tests run (openssl for TLS certificates, node and npm for
+## @jupyterlab/services), installed with apt-get when missing (CI runs as root).
+SYSDEPS := openssl:openssl node:nodejs npm:npm
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 bench: $(STAMP)
 	$(COMPILE)

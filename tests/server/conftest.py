@@ -7,7 +7,7 @@ real HTTP and WebSocket connections, milliseconds per test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -86,15 +86,32 @@ class PromptServer(KernelServer):
 
 
 @asynccontextmanager
-async def serving(backend: Any = None, **knobs: Any) -> AsyncIterator[Served]:
+async def serving(
+    backend: Any = None,
+    *,
+    uvicorn_options: Mapping[str, Any] | None = None,
+    wrap_app: Callable[[Any], Any] | None = None,
+    **knobs: Any,
+) -> AsyncIterator[Served]:
     """A server on ``backend`` (a new FakeBackend by default; anything with a backend
     ``factory``) with ``knobs`` as settings.
+
+    ``uvicorn_options`` are set on the ``uvicorn.Config`` before it is loaded (TLS:
+    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_ca_certs``, ``ssl_cert_reqs``; the
+    server's ``url`` still says ``http``); ``wrap_app`` wraps the ASGI app uvicorn
+    serves (a test's middleware), ``Served.server.app`` staying the app itself.
     """
     settings = replace(
         ServerSettings(port=0, token=TOKEN, default_kernel="fake", ws_ping_interval=0), **knobs
     )
     fake = backend or FakeBackend()
     server = PromptServer(settings, backend=fake.factory)
+    for name, value in (uvicorn_options or {}).items():
+        if not hasattr(server.config, name):
+            raise TypeError(f"uvicorn.Config has no option {name!r}")
+        setattr(server.config, name, value)
+    if wrap_app is not None:
+        server.config.app = wrap_app(server.config.app)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(5):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -57,7 +58,7 @@ from kernelyard.errors import (
     GatewayUnreachable,
     MalformedMessage,
 )
-from kernelyard.gateway.http import GatewayHTTP
+from kernelyard.gateway.http import GatewayHTTP, describe
 from kernelyard.lifecycle import Change, KernelEvent, KernelState, Lifecycle
 from kernelyard.wire import (
     DELIMITER,
@@ -134,7 +135,11 @@ class GatewayChannels:
     # -- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._connect()  # a first connect that fails raises: open_channels fails
+        try:
+            await self._connect()  # a first connect that fails raises: open_channels fails
+        except BaseException:
+            self._inbox.close()
+            raise
         self._unsubscribe = self._lifecycle.subscribe(self._forward)
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
@@ -200,7 +205,7 @@ class GatewayChannels:
         except (OSError, InvalidHandshake) as exc:
             raise GatewayUnreachable(
                 f"could not connect to the gateway at {settings.url} (WebSocket of kernel "
-                f"{self.kernel_id}): {exc}",
+                f"{self.kernel_id}): {describe(exc)}",
                 url=settings.url,
             ) from exc
         self._http.took_cookies(ws.response.headers.get_all("set-cookie") if ws.response else [])
@@ -351,6 +356,8 @@ class GatewayChannels:
                 )
                 if isinstance(exc, GatewayHTTPError) and exc.status_code == 404:
                     break  # the kernel is gone there
+                if isinstance(exc.__cause__, ssl.SSLError):
+                    break  # a certificate does not heal by waiting
                 continue
             log.info("kernel %s: reconnected to the gateway", self.kernel_id)
             await self._flush_held()

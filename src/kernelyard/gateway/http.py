@@ -21,7 +21,9 @@ GatewayUnreachable, GatewayTimeout. Each outcome is also reported to
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +39,14 @@ from kernelyard.gateway.cookies import CookieJar
 from kernelyard.gateway.renewer import TokenRenewal, load_renewer
 from kernelyard.gateway.settings import GatewaySettings
 
-__all__ = ["RETRIED_METHODS", "RETRIED_STATUS", "GatewayEvent", "GatewayHTTP", "ssl_context"]
+__all__ = [
+    "RETRIED_METHODS",
+    "RETRIED_STATUS",
+    "GatewayEvent",
+    "GatewayHTTP",
+    "describe",
+    "ssl_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,13 @@ class GatewayHTTP:
 
     async def __aenter__(self) -> Self:
         settings = self.settings
+        for name in ("ca_certs", "client_cert", "client_key"):
+            path = getattr(settings, name)
+            if path and not os.path.isfile(path):  # ssl's own error names no file
+                raise GatewayError(
+                    f"the TLS files for the gateway cannot be used: {name}={path!r} is not a file",
+                    url=settings.url,
+                )
         try:
             verify = ssl_context(settings)
         except (OSError, ssl.SSLError) as exc:
@@ -106,6 +122,10 @@ class GatewayHTTP:
             verify=verify,
             auth=auth,
             follow_redirects=False,
+            # Cookies are ours to keep (accept_cookies, expiry honoured), not httpx's.
+            cookies=http.cookiejar.CookieJar(
+                http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+            ),
         )
         return self
 
@@ -215,10 +235,10 @@ class GatewayHTTP:
                 f"within {limit:g} s",
                 url=settings.url,
             ) from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, ssl.SSLError) as exc:  # a TLS alert arrives as ssl's
             raise GatewayUnreachable(
                 f"could not connect to the gateway at {settings.url} ({method} {path}): "
-                f"{_describe(exc)}",
+                f"{describe(exc)}",
                 url=settings.url,
             ) from exc
         self.took_cookies(response.headers.get_list("set-cookie"))
@@ -262,7 +282,8 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """What went wrong in a failed connection, in words (TLS failures named as such)."""
     root = _root(exc)
     if isinstance(root, ssl.SSLCertVerificationError):
         return f"its TLS certificate was rejected: {root.verify_message or root}"
