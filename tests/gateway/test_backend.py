@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import anyio
 import pytest
 
 from kernelyard._clock import utcnow
 from kernelyard.backend import KernelChannels
-from kernelyard.errors import ChannelClosed, GatewayHTTPError, NoSuchKernel, NoSuchKernelSpec
+from kernelyard.errors import (
+    ChannelClosed,
+    GatewayHTTPError,
+    GatewaySettingError,
+    NoSuchKernel,
+    NoSuchKernelSpec,
+)
+from kernelyard.gateway import GatewayBackend
+from kernelyard.gateway.renewer import TOKEN_FILE_ENV, load_renewer
 from kernelyard.lifecycle import Change, KernelEvent
 from kernelyard.wire import Channel, MessageFactory, Output, Reply, message_parts
 
-from ..server.conftest import Served
-from .conftest import gateway_to
+from ..server.conftest import Served, serving
+from .conftest import gateway_to, settings_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -107,3 +118,44 @@ async def test_exit_deletes_what_it_started_unless_kept(upstream: Served) -> Non
         kept = await gateway.start_kernel("fake")
     assert deleted not in upstream.backend.kernels
     assert kept in upstream.backend.kernels
+
+
+async def test_kernelspecs_are_asked_for_the_kernel_user() -> None:
+    """``KERNEL_USERNAME`` goes along as ``?user=`` (Enterprise Gateway filters by it)."""
+    queries: list[bytes] = []
+
+    def recording(app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == "/api/kernelspecs":
+                queries.append(scope["query_string"])
+            await app(scope, receive, send)
+
+        return wrapped
+
+    async with serving(wrap_app=recording) as upstream:
+        settings = settings_for(upstream)
+        async with GatewayBackend(settings, environ={"KERNEL_USERNAME": "ada"}) as gateway:
+            assert "fake" in (await gateway.kernel_specs()).specs
+        async with GatewayBackend(settings, environ={}) as gateway:
+            await gateway.kernel_specs()
+    assert queries == [b"user=ada", b""]
+
+
+async def test_the_file_renewer_rotates_the_token_of_a_running_client(
+    upstream: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``file`` entry point: a token rotated in its file is used from the next request."""
+    token_file = tmp_path / "token"
+    token_file.write_text("stale\n")
+    monkeypatch.setenv(TOKEN_FILE_ENV, str(token_file))
+    async with gateway_to(upstream, auth_token="", token_renewer="file") as gateway:
+        with pytest.raises(GatewayHTTPError) as caught:
+            await gateway.list_kernels()
+        assert caught.value.status_code == 403
+        token_file.write_text(upstream.token + "\n")
+        assert await gateway.list_kernels() == []
+        token_file.write_text("")  # a broken rotation keeps the token that worked
+        assert await gateway.list_kernels() == []
+    monkeypatch.delenv(TOKEN_FILE_ENV)
+    with pytest.raises(GatewaySettingError, match="names no file"):
+        load_renewer("file")

@@ -150,11 +150,29 @@ async def test_in_front_of_kernel_gateway(home: Path, kernel_gateway: Server) ->
     gateway = ["--gateway-url", kernel_gateway.url.rstrip("/"), "--gateway-auth-token", KG_TOKEN]
     with running_server(front_home, *gateway) as front:
         try:
+            await _resources_come_through_us(front, kernel_gateway, "python3")
             await _start_execute_interrupt_restart_delete(front, "python3")
         except BaseException:
             print("--- front ---", *front.log, "--- kernel_gateway ---", *kernel_gateway.log)
             raise
     assert await _remote_kernels(kernel_gateway) == []
+
+
+async def _resources_come_through_us(front: Server, upstream: Server, kernel: str) -> None:
+    """The kernelspec's resource URLs point at the front, which serves the gateway's bytes."""
+    async with front.http() as http, upstream.http() as remote:
+        specs = (await http.get("api/kernelspecs")).json()
+        resources = specs["kernelspecs"][kernel]["resources"]
+        assert resources, "the gateway's kernelspec has resources"
+        for url in resources.values():
+            assert url.startswith(f"/kernelspecs/{kernel}/"), url
+            ours = await http.get(url.lstrip("/"))
+            theirs = await remote.get(url.lstrip("/"))
+            assert ours.status_code == theirs.status_code == 200, url
+            assert ours.content == theirs.content
+        missing = await http.get(f"kernelspecs/{kernel}/no-such-file.png")
+        assert missing.status_code == 404
+        assert missing.json()["message"]
 
 
 async def _start_execute_interrupt_restart_delete(server: Server, kernel: str) -> None:

@@ -9,22 +9,37 @@ jupyter_server works here unchanged. ``token_renewer`` names it as
 A renewer that raises keeps the token it had: the request goes ahead with it
 and the failure is logged once, until a renewal succeeds again (jupyter_server
 logs every failing request).
+
+kernelyard ships one, the entry point ``file`` (:class:`FileTokenRenewer`):
+the token is the content of the file ``KERNELYARD_GATEWAY_TOKEN_FILE`` names,
+read again whenever the file changes (a Kubernetes projected service-account
+token, a Vault agent's sink: tokens that rotate under a running server).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from kernelyard.errors import GatewaySettingError
 
-__all__ = ["ENTRY_POINT_GROUP", "TokenRenewal", "TokenRenewer", "load_renewer"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TOKEN_FILE_ENV",
+    "FileTokenRenewer",
+    "TokenRenewal",
+    "TokenRenewer",
+    "load_renewer",
+]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kernelyard.gateway_token_renewers"
+#: The variable that names the token file of :class:`FileTokenRenewer`.
+TOKEN_FILE_ENV = "KERNELYARD_GATEWAY_TOKEN_FILE"
 #: jupyter_server's default, which renews nothing: no need to import jupyter_server for it.
 _NO_OP = {"jupyter_server.gateway.gateway_client.NoOpTokenRenewer", "NoOpTokenRenewer"}
 
@@ -35,6 +50,34 @@ class TokenRenewer(Protocol):
     ) -> str:
         """The token to use from now on (``auth_token`` when nothing changed)."""
         ...
+
+
+class FileTokenRenewer:
+    """The token in the file ``$KERNELYARD_GATEWAY_TOKEN_FILE`` (stripped), read again
+    when its modification time or size changes. A file that is missing or empty
+    raises (so the current token stays, as for any failing renewer).
+    """
+
+    def __init__(self) -> None:
+        path = os.environ.get(TOKEN_FILE_ENV, "")
+        if not path:
+            raise ValueError(f"{TOKEN_FILE_ENV} names no file")
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._token = ""
+
+    def get_token(
+        self, auth_header_key: str, auth_scheme: str | None, auth_token: str, **kwargs: Any
+    ) -> str:
+        stat = os.stat(self.path)
+        version = (stat.st_mtime_ns, stat.st_size)
+        if version != self._seen:
+            with open(self.path, encoding="utf-8") as file:
+                token = file.read().strip()
+            if not token:
+                raise ValueError(f"the token file {self.path} is empty")
+            self._seen, self._token = version, token
+        return self._token
 
 
 def load_renewer(spec: str) -> TokenRenewer | None:
