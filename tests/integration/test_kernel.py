@@ -254,6 +254,21 @@ async def test_interrupt_stops_blocking_and_awaiting_cells(
         assert after.content["status"] == "ok"
 
 
+async def test_an_interrupt_right_after_the_first_output_is_never_late(
+    finder: KernelFinder,
+) -> None:
+    """The signal may land before ``time.sleep`` starts its syscall (the handler then runs
+    only after it); the kernel sends it again, so each interrupt takes at most a moment.
+    """
+    code = "import time\nprint('started', flush=True)\ntime.sleep(20)"
+    async with KernelManager("kernelyard", finder=finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        for _ in range(15):
+            with anyio.fail_after(3):  # never the 20 s of the sleep
+                reply = await _interrupt_during(kc, km, code)
+            assert reply.content["ename"] == "KeyboardInterrupt"
+
+
 COMM_TARGET = """
 import asyncio
 def target(comm, open_msg):

