@@ -3,15 +3,23 @@
 --gateway-url``.
 
 Upstreams, each a process on 127.0.0.1: ``kernelyard serve`` (our kernel),
-jupyter_server with its own kernels (ipykernel), and jupyter-kernel-gateway
-(our kernel as ``python3``). jupyter_client has no way to reach a kernel behind
-any of them.
+jupyter_server with its own kernels (ipykernel), jupyter-kernel-gateway (our
+kernel as ``python3``) and Enterprise Gateway in its local mode (ipykernel).
+Enterprise Gateway 3.3 needs jupyter_client < 7 and jupyter_server < 2, so it
+lives in a venv of its own, made once inside ours (``.venv/enterprise-gateway``,
+about 35 s). jupyter_client has no way to reach a kernel behind any of them.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+import venv
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,15 +35,24 @@ from kernelyard.manager.hl import run_kernel
 from kernelyard.wire import Message
 
 from .serverutil import Server, running_jupyter_server, running_server, server_env
-from .test_gateway_mode import KG_TOKEN, kernel_gateway
+from .test_gateway_mode import KG_TOKEN, _free_port, kernel_gateway
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
 
 __all__ = ["kernel_gateway"]  # a fixture, used below through ``gateway``
 
 JS_TOKEN = "js-token"
+EG_TOKEN = "eg-token"
 #: upstream -> the kernel type the tests start there.
-KERNELS = {"kernelyard": "kernelyard", "jupyter_server": "python3", "kernel_gateway": "python3"}
+KERNELS = {
+    "kernelyard": "kernelyard",
+    "jupyter_server": "python3",
+    "kernel_gateway": "python3",
+    "enterprise_gateway": "python3",
+}
+#: upstream -> the env of a start (Enterprise Gateway refuses the user root, as we run in CI).
+START_ENV = {"enterprise_gateway": {"KERNEL_USERNAME": "kernelyard-test"}}
+EG_VENV = Path(sys.prefix) / "enterprise-gateway"
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +74,74 @@ def jupyter_server_upstream(home: Path) -> Iterator[Server]:
         yield server
 
 
+def _enterprise_gateway_venv() -> Path:
+    """The venv of Enterprise Gateway (made once; ``installed`` marks it complete)."""
+    marker = EG_VENV / "installed"
+    if not marker.exists():
+        venv.create(EG_VENV, with_pip=True, clear=True)
+        pip = [str(EG_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run(
+            [*pip, "jupyter_enterprise_gateway>=3.2,<4", "ipykernel"], check=True, timeout=600
+        )
+        marker.touch()
+    return EG_VENV
+
+
+@pytest.fixture(scope="module")
+def enterprise_gateway(home: Path) -> Iterator[Server]:
+    bin_dir = _enterprise_gateway_venv() / "bin"
+    (home / "eg").mkdir()
+    port = _free_port()
+    env = server_env(home / "eg")
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # its kernelspec runs "python"
+    argv = [
+        str(bin_dir / "jupyter"),
+        "enterprisegateway",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port_retries=0",
+        f"--EnterpriseGatewayApp.auth_token={EG_TOKEN}",
+        "--EnterpriseGatewayApp.list_kernels=True",
+    ]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    log: deque[str] = deque(maxlen=300)
+    assert process.stderr is not None
+    drain = threading.Thread(target=log.extend, args=(process.stderr,), daemon=True)
+    drain.start()
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                auth = {"Authorization": f"token {EG_TOKEN}"}
+                if httpx.get(url + "api/kernelspecs", headers=auth, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("Enterprise Gateway did not start:\n" + "".join(log))
+            time.sleep(0.1)
+        yield Server(url, process, EG_TOKEN, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        drain.join(5)
+        process.stderr.close()
+
+
 @pytest.fixture(scope="module", params=list(KERNELS))
 def gateway(request: pytest.FixtureRequest) -> tuple[str, Server]:
     fixture = {
         "kernelyard": "kernelyard_upstream",
         "jupyter_server": "jupyter_server_upstream",
         "kernel_gateway": "kernel_gateway",
+        "enterprise_gateway": "enterprise_gateway",
     }[request.param]
     server: Server = request.getfixturevalue(fixture)
     return request.param, server
@@ -87,7 +166,9 @@ async def test_run_kernel_drives_a_kernel_behind_each_gateway(gateway: tuple[str
     name, server = gateway
     outputs: list[Message] = []
     try:
-        async with hl.running_kernel(KERNELS[name], settings_of(server)) as (kernel, client):
+        async with hl.running_kernel(
+            KERNELS[name], settings_of(server), env=START_ENV.get(name)
+        ) as (kernel, client):
             reply = await client.execute_interactive(
                 "print('via', 'gateway')", output_hook=outputs.append, timeout=30
             )
@@ -127,7 +208,9 @@ async def test_run_kernel_drives_a_kernel_behind_each_gateway(gateway: tuple[str
 async def test_a_restart_through_each_gateway(gateway: tuple[str, Server]) -> None:
     name, server = gateway
     if True:
-        async with hl.running_kernel(KERNELS[name], settings_of(server)) as (kernel, client):
+        async with hl.running_kernel(
+            KERNELS[name], settings_of(server), env=START_ENV.get(name)
+        ) as (kernel, client):
             await client.execute("x = 1", timeout=30)
             await kernel.restart()
             with anyio.fail_after(60):
