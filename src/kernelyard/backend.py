@@ -173,7 +173,9 @@ class RemoteModels(Protocol):
     refresh_interval: float
 
     async def refresh(self) -> list[KernelModel]:
-        """The remote models of the kernels this backend knows. Those gone remotely are
-        not among them: their lifecycle got SHUTDOWN, with the reason.
+        """The remote models of the kernels this backend knows, their ``connections``
+        counting the remote side's other clients only (not this backend's own
+        sockets). Those gone remotely are not among them: their lifecycle got
+        SHUTDOWN, with the reason.
         """
         ...

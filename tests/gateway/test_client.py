@@ -156,3 +156,14 @@ async def test_the_client_shares_the_session_of_its_upstream_socket(upstream: Se
             assert info.content["status"] == "ok"
             assert client.session == session
             assert info.parent_header["session"] == session
+
+
+async def test_a_client_over_channels_opens_again_after_a_close(upstream: Served) -> None:
+    async with gateway_to(upstream) as gateway:
+        kernel_id = await gateway.start_kernel("fake")
+        client = gateway.client(kernel_id)
+        for round_ in range(2):
+            async with client:
+                reply = await client.execute(f"x = {round_}", timeout=5)
+                assert reply.content["status"] == "ok"
+        assert gateway._channels == {}  # every upstream socket closed with its client

@@ -174,3 +174,14 @@ def test_token_renewal_keeps_the_old_token_when_it_fails(
         load_renewer("no_such_module.Renewer")
     with pytest.raises(GatewaySettingError, match="has no get_token"):
         load_renewer("collections:OrderedDict")
+
+
+def test_odd_remote_models_do_not_break_the_listing() -> None:
+    """A gateway's model with a bad date or count still reads (as 'unknown')."""
+    from kernelyard.gateway.backend import _count, _parse_time
+
+    assert _parse_time("") is None
+    assert _parse_time("yesterday") is None
+    assert _parse_time(5) is None
+    assert _parse_time("2026-12-04T01:02:03Z") is not None
+    assert [_count(v) for v in (3, "2", "x", None, True, -1, 2.0)] == [3, 2, 0, 0, 0, 0, 2]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -11,9 +11,9 @@ from typing import Any, Self
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from kernelyard.backend import KernelChannels
 from kernelyard.blocking.portal import build, call, portal
 from kernelyard.client import KernelClient, OutputHook, StdinHook
+from kernelyard.client.links import ChannelsFactory
 from kernelyard.wire import Channel, ConnectionInfo, Frames, Message
 from kernelyard.wire.channel import MESSAGE_CHANNELS
 
@@ -50,7 +50,7 @@ class BlockingKernelClient:
         self,
         connection_info: ConnectionInfo | None = None,
         *,
-        channels: AbstractAsyncContextManager[KernelChannels] | None = None,
+        channels: ChannelsFactory | None = None,
         session: str | None = None,
         username: str = "kernelyard",
         heartbeat: bool = True,
@@ -59,7 +59,7 @@ class BlockingKernelClient:
         kernel_id: str | None = None,
     ) -> None:
         """A KernelClient for ``connection_info`` or ``channels`` (see it for the
-        parameters; ``channels`` must belong to the blocking layer's loop), not open yet.
+        parameters; the channels it opens must belong to the blocking layer's loop), not open yet.
         """
         self.async_client: KernelClient = build(
             partial(

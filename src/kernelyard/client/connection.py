@@ -19,7 +19,7 @@ fails at once with KernelDied and new calls fail until it answers again.
 The messages travel over a :class:`~kernelyard.client.links.Link`: the
 kernel's ZeroMQ sockets given its connection info, or any backend's
 :class:`~kernelyard.backend.KernelChannels` (``channels=``: a kernel behind a
-gateway, over its WebSocket).
+gateway, over its WebSocket), opened anew each time the client is.
 
 The connection is an async context manager that owns its tasks.
 :class:`~kernelyard.client.KernelClient` adds the requests of the protocol.
@@ -40,9 +40,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from kernelyard._clock import utcnow
-from kernelyard.backend import KernelChannels
 from kernelyard.client.execution import Execution
-from kernelyard.client.links import ChannelsLink, Link, ZmqLink
+from kernelyard.client.links import ChannelsFactory, ChannelsLink, Link, ZmqLink
 from kernelyard.errors import (
     ChannelClosed,
     InvalidState,
@@ -84,7 +83,7 @@ class KernelConnection:
         self,
         connection_info: ConnectionInfo | None = None,
         *,
-        channels: AbstractAsyncContextManager[KernelChannels] | None = None,
+        channels: ChannelsFactory | None = None,
         session: str | None = None,
         username: str = "kernelyard",
         heartbeat: bool = True,
@@ -92,8 +91,9 @@ class KernelConnection:
         time_to_dead: float = 3.0,
         kernel_id: str | None = None,
     ) -> None:
-        """Over the kernel's sockets (``connection_info``) or a backend's ``channels``
-        (one of the two; the heartbeat settings apply to sockets only).
+        """Over the kernel's sockets (``connection_info``) or a backend's channels
+        (``channels()`` opens them, at each ``async with``; one of the two; the
+        heartbeat settings apply to sockets only).
         """
         if (connection_info is None) == (channels is None):
             raise TypeError("give either connection_info or channels")

@@ -13,8 +13,10 @@ matching replies to requests, IOPub readiness), the same for every link.
   :class:`kernelyard.testing.FakeBackend` kernel). The backend signs and
   verifies with the kernel's key; the messages it hands over are fed back
   through the client's protocol unsigned, so replies and outputs are routed
-  as from sockets. The backend's lifecycle events (restarting, dead, shut
-  down) reach the connection as its ``kernel_died`` / ``kernel_restarted``.
+  as from sockets. The backend's lifecycle events reach the connection as
+  its ``kernel_restarting`` (a restart begins), ``kernel_restarted`` and
+  ``kernel_died`` (dead, given up on, shut down). The channels are opened
+  anew at each connect, so a client can be closed and opened again.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from kernelyard.lifecycle import Change, KernelEvent
 from kernelyard.transport import ChannelStream, Heartbeat, open_channel
 from kernelyard.wire import DELIMITER, Channel, ConnectionInfo, Frame, Frames
 
-__all__ = ["ChannelsLink", "Link", "LinkOwner", "ZmqLink"]
+__all__ = ["ChannelsFactory", "ChannelsLink", "Link", "LinkOwner", "ZmqLink"]
 
 #: Frames of the messages of one channel that arrived together.
 Deliver = Callable[[Channel, Sequence[Frames]], None]
+#: Opens a backend's channels of one kernel (``lambda: backend.open_channels(kernel_id)``).
+ChannelsFactory = Callable[[], AbstractAsyncContextManager[KernelChannels]]
 
 
 class LinkOwner(Protocol):
@@ -126,18 +130,13 @@ async def _read(stream: ChannelStream, channel: Channel, deliver: Deliver) -> No
 class ChannelsLink:
     """A backend's KernelChannels (entered on open); see the module docstring."""
 
-    def __init__(
-        self,
-        channels: AbstractAsyncContextManager[KernelChannels],
-        *,
-        kernel_id: str | None,
-    ) -> None:
-        self._opening = channels
+    def __init__(self, channels: ChannelsFactory, *, kernel_id: str | None) -> None:
+        self._open = channels
         self._channels: KernelChannels | None = None
         self._kernel_id = kernel_id
 
     async def connect(self, stack: AsyncExitStack) -> None:
-        self._channels = await stack.enter_async_context(self._opening)
+        self._channels = await stack.enter_async_context(self._open())
 
     def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
         assert self._channels is not None, "connect first"

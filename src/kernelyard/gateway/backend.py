@@ -39,6 +39,7 @@ deleted, unless ``keep_kernels`` is set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -61,6 +62,7 @@ from kernelyard.errors import (
     GatewayHTTPError,
     InvalidState,
     KernelSpecError,
+    MalformedMessage,
     NoSuchKernel,
     NoSuchKernelSpec,
 )
@@ -128,6 +130,8 @@ class GatewayBackend:
         self.http = GatewayHTTP(settings, on_event=on_event)
         self._environ = os.environ if environ is None else environ
         self.kernels: dict[str, RemoteKernel] = {}
+        #: The open upstream sockets per kernel (the gateway counts them as connections).
+        self._channels: dict[str, set[GatewayChannels]] = {}
         self._specs: tuple[float, KernelSpecs] | None = None
         self._open = False
 
@@ -230,7 +234,8 @@ class GatewayBackend:
         try:
             model = await self.http.json("POST", self.settings.kernels_endpoint, body=body)
         except GatewayHTTPError as exc:
-            if exc.status_code == 404 and name:
+            # jupyter_server and Kernel Gateway answer an unknown name with 500, not 404.
+            if name and exc.status_code in (404, 500) and not await self._offers(name):
                 raise NoSuchKernelSpec(name) from exc
             raise
         if not isinstance(model, dict) or not isinstance(model.get("id"), str):
@@ -240,6 +245,14 @@ class GatewayBackend:
                 url=self.settings.url,
             )
         return self._record(model, started_here=True).id
+
+    async def _offers(self, name: str) -> bool:
+        """Whether the gateway lists kernelspec ``name`` (True when it cannot tell)."""
+        self._specs = None  # ask again: the failed start may be why the list changed
+        try:
+            return name in (await self.kernel_specs()).specs
+        except GatewayError:
+            return True
 
     def _record(self, model: Mapping[str, Any], *, started_here: bool) -> RemoteKernel:
         kernel_id = str(model["id"])
@@ -340,8 +353,15 @@ class GatewayBackend:
             session=session or uuid.uuid4().hex,
             is_gone=lambda: self._gone_reason(kernel_id),
         )
-        async with channels:
-            yield channels
+        mine = self._channels.setdefault(kernel_id, set())
+        try:
+            async with channels:
+                mine.add(channels)
+                yield channels
+        finally:
+            mine.discard(channels)
+            if not mine:
+                self._channels.pop(kernel_id, None)
 
     def client(self, kernel_id: str, *, session: str | None = None) -> KernelClient:
         """A client of the remote kernel over its WebSocket (not open yet: use it as
@@ -349,7 +369,7 @@ class GatewayBackend:
         """
         session = session or uuid.uuid4().hex
         return KernelClient(
-            channels=self.open_channels(kernel_id, session=session),
+            channels=functools.partial(self.open_channels, kernel_id, session=session),
             session=session,
             kernel_id=kernel_id,
         )
@@ -388,7 +408,7 @@ class GatewayBackend:
             reason=kernel.lifecycle.reason if kernel is not None else "",
             execution_state=str(model.get("execution_state", "")),
             last_activity=_parse_time(last),
-            connections=int(model.get("connections", 0) or 0),
+            connections=_count(model.get("connections", 0)),
         )
 
     @property
@@ -396,7 +416,8 @@ class GatewayBackend:
         return self.settings.refresh_interval
 
     async def refresh(self) -> list[KernelModel]:
-        """The gateway's models of the kernels this backend knows (one list request).
+        """The gateway's models of the kernels this backend knows (one list request),
+        their ``connections`` without this backend's own upstream sockets.
 
         A known kernel missing from the list is asked for directly before it is
         declared gone (a list can be partial); a gone one gets SHUTDOWN
@@ -405,20 +426,25 @@ class GatewayBackend:
         listed = {m.id: m for m in await self.list_kernels()}
         models = []
         for kernel in list(self.kernels.values()):
-            if kernel.id in listed:
-                models.append(listed[kernel.id])
-                continue
-            if kernel.lifecycle.state is not KernelState.RUNNING:
-                continue
-            try:
-                models.append(await self.kernel_model(kernel.id))
-                continue  # a partial list: it is there
-            except NoSuchKernel:
-                pass
-            kernel.lifecycle.apply(Change.SHUTDOWN, GONE_REASON)
-            kernel.lifecycle.apply(Change.STOPPED, GONE_REASON)
-            self.kernels.pop(kernel.id, None)
+            model = listed.get(kernel.id)
+            if model is None:
+                if kernel.lifecycle.state is not KernelState.RUNNING:
+                    continue
+                try:
+                    model = await self.kernel_model(kernel.id)  # a partial list: it is there
+                except NoSuchKernel:
+                    self._gone(kernel)
+                    continue
+            ours = sum(1 for c in self._channels.get(kernel.id, ()) if c.upstream_connected)
+            models.append(replace(model, connections=max(0, model.connections - ours)))
         return models
+
+    def _gone(self, kernel: RemoteKernel) -> None:
+        """``kernel`` no longer exists on the gateway (a DELETE may have said so first)."""
+        for change in (Change.SHUTDOWN, Change.STOPPED):
+            if kernel.lifecycle.can(change):
+                kernel.lifecycle.apply(change, GONE_REASON)
+        self.kernels.pop(kernel.id, None)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -459,5 +485,15 @@ def _parse_time(value: object) -> datetime | None:
         return None
     try:
         return parse_date(value)
-    except ValueError:
+    except MalformedMessage:
         return None
+
+
+def _count(value: object) -> int:
+    """A model's ``connections`` as a count (0 for anything that is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return 0

@@ -28,14 +28,16 @@ answers 404) is SHUTDOWN instead, with that reason.
 
 Lifecycle events come from the remote kernel's :class:`~kernelyard.lifecycle.Lifecycle`
 (the backend owns it and applies RESTART/RESTARTED around a restart): the
-channels subscribe and forward them in order with the messages.
+channels subscribe and forward them in order with the messages. After
+RESTARTED the upstream socket is replaced by a new one (same session), as
+JupyterLab does after a restart: Kernel Gateway's old socket stays deaf to
+the restarted kernel. Sends wait for the new socket.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -58,7 +60,7 @@ from kernelyard.errors import (
     GatewayUnreachable,
     MalformedMessage,
 )
-from kernelyard.gateway.http import GatewayHTTP, describe
+from kernelyard.gateway.http import GatewayHTTP, describe, tls_refused
 from kernelyard.lifecycle import Change, KernelEvent, KernelState, Lifecycle
 from kernelyard.wire import (
     DELIMITER,
@@ -124,9 +126,15 @@ class GatewayChannels:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: TaskGroup | None = None
         self._closed = False
+        self._reopening = False  # a restart closed the upstream socket: open a new one
         self._unsubscribe: Callable[[], None] | None = None
         #: Upstream connections made (1 + reconnects); for tests and logs.
         self.connects = 0
+
+    @property
+    def upstream_connected(self) -> bool:
+        """Whether the upstream WebSocket is open now (not while reconnecting)."""
+        return self._ws is not None
 
     @property
     def subprotocol(self) -> str | None:
@@ -273,6 +281,8 @@ class GatewayChannels:
     def _forward(self, event: KernelEvent) -> None:
         if event.change in (Change.START, Change.READY, Change.STOPPED):
             return
+        if event.change is Change.RESTARTED:
+            self._reopen()
         if event.change is Change.GAVE_UP and self._held:
             log.warning("kernel %s: %d held messages dropped", self.kernel_id, len(self._held))
             self._held = []
@@ -280,15 +290,36 @@ class GatewayChannels:
         if event.change is Change.SHUTDOWN:
             self._inbox.end()
 
+    def _reopen(self) -> None:
+        """After a restart, open a new upstream socket, as JupyterLab does after its
+        own (the kernel's ports may have changed: Kernel Gateway leaves the old socket
+        deaf). Sends are held from now until the new one is open.
+        """
+        old, self._ws = self._ws, None
+        if old is None or self._tasks is None:
+            return
+        self._reopening = True
+        self._tasks.start_soon(old.close, name=f"close upstream {self.kernel_id}")
+
     async def _run(self) -> None:
         """Read upstream until it closes, reconnect; end as the module docstring says."""
         while not self._closed:
             ws = self._ws
             if ws is not None:
                 await self._read(ws)
-                self._ws = None
+                if self._ws is ws:
+                    self._ws = None
             if self._closed or self._lifecycle.state in _ENDED:
                 return
+            if self._reopening:
+                self._reopening = False
+                try:
+                    await self._connect()
+                except GatewayError as exc:
+                    log.info("kernel %s: reopening after a restart: %s", self.kernel_id, exc)
+                else:
+                    await self._flush_held()
+                    continue
             gone = await self._gone_reason()
             if gone is not None:
                 if self._lifecycle.can(Change.SHUTDOWN):
@@ -367,8 +398,8 @@ class GatewayChannels:
                 )
                 if isinstance(exc, GatewayHTTPError) and exc.status_code == 404:
                     break  # the kernel is gone there
-                if isinstance(exc.__cause__, ssl.SSLError):
-                    break  # a certificate does not heal by waiting
+                if tls_refused(exc):
+                    break  # waiting does not heal a refused certificate
                 continue
             log.info("kernel %s: reconnected to the gateway", self.kernel_id)
             await self._flush_held()

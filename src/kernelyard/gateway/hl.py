@@ -64,9 +64,11 @@ async def running_kernel(
     """Start ``type_id`` on the gateway (None: its default) and yield it with a ready,
     open client; the client is closed and the kernel deleted when the block ends.
 
-    Errors: NoSuchKernelSpec for a type the gateway does not offer, a
-    GatewayError naming the hop when the gateway cannot be reached or refuses,
-    ReplyTimeout when the kernel does not answer within ``startup_timeout``.
+    Errors: NoSuchKernelSpec for a type the gateway does not list (when the
+    gateway refuses the start and its kernelspecs say why), else a GatewayError
+    naming the hop when the gateway cannot be reached or refuses (its status
+    and message), ReplyTimeout when the kernel does not answer within
+    ``startup_timeout``.
     """
     async with GatewayBackend(settings) as backend:
         kernel_id = await backend.start_kernel(type_id, cwd=cwd, env=env)
@@ -76,8 +78,9 @@ async def running_kernel(
                 await client.wait_for_ready(timeout=startup_timeout)
                 yield kernel, client
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_TIMEOUT):
-                try:
-                    await kernel.shutdown()
-                except (GatewayError, NoSuchKernel) as exc:
-                    log.warning("remote kernel %s was not deleted: %s", kernel_id, exc)
+            if kernel_id in backend.kernels:  # not shut down or culled meanwhile
+                with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_TIMEOUT):
+                    try:
+                        await kernel.shutdown()
+                    except (GatewayError, NoSuchKernel) as exc:
+                        log.warning("remote kernel %s was not deleted: %s", kernel_id, exc)

@@ -46,6 +46,7 @@ __all__ = [
     "GatewayHTTP",
     "describe",
     "ssl_context",
+    "tls_refused",
 ]
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,19 @@ def _retryable(exc: GatewayError) -> bool:
     if isinstance(exc, GatewayHTTPError):
         return exc.status_code in RETRIED_STATUS
     if isinstance(exc, GatewayUnreachable):
-        return not isinstance(_root(exc), ssl.SSLError)  # a bad certificate does not heal
+        return not tls_refused(exc)
     return isinstance(exc, GatewayTimeout)
+
+
+def tls_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a TLS refusal, which waiting does not heal:
+    a certificate that did not verify, or the peer's alert (no or a bad client
+    certificate). A TLS connection cut short (EOF) is not one.
+    """
+    root = _root(exc)
+    if isinstance(root, ssl.SSLCertVerificationError):
+        return True
+    return isinstance(root, ssl.SSLError) and "ALERT" in str(root.reason or "")
 
 
 def _status_of(exc: GatewayError) -> int:

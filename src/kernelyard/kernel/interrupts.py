@@ -64,6 +64,7 @@ class Interrupts:
         self._subshells = subshells
         self._pending = False
         self._cells = 0  # cells started so far: a resend never reaches a later cell
+        self._handled = 0  # SIGINTs handled so far: a resend only for one not handled
 
     @property
     def pending(self) -> bool:
@@ -78,14 +79,15 @@ class Interrupts:
         """Message mode: interrupt as SIGINT does (any thread; ``interrupt_request``),
         and once more if the first signal came too early (see the module docstring).
         """
+        handled, cell = self._handled, self._cells
         _signal_main_thread()
         if self._main.executing:
-            resend = threading.Timer(RESEND_AFTER, self._resend_if_lost, args=(self._cells,))
+            resend = threading.Timer(RESEND_AFTER, self._resend_if_lost, args=(handled, cell))
             resend.daemon = True
             resend.start()
 
-    def _resend_if_lost(self, cell: int) -> None:
-        if not self._pending and self._cells == cell and self._main.executing:
+    def _resend_if_lost(self, handled: int, cell: int) -> None:
+        if self._handled == handled and self._cells == cell and self._main.executing:
             _signal_main_thread()
 
     def cell_starts(self) -> None:
@@ -96,6 +98,7 @@ class Interrupts:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         """SIGINT: cancel awaited cells, raise KeyboardInterrupt into running ones."""
         self._pending = True
+        self._handled += 1
         for worker in self._subshells():
             _interrupt_subshell(worker)
         main = self._main

@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 1_000
 #: How many written messages a connection remembers for a resume (``resume_after``).
 RESUME_WINDOW = 4_096
+#: ... and how many once it is closed (only what was in flight at the cut matters; a
+#: thousand offline sessions must not keep RESUME_WINDOW msg_ids each).
+OFFLINE_RESUME_WINDOW = 64
 
 
 class Reader:
@@ -188,6 +191,9 @@ class KernelBridge:
         if self._live.get(session) is not reader:
             return  # replaced: the newer connection holds the session now
         del self._live[session]
+        written = reader.written
+        while len(written) > OFFLINE_RESUME_WINDOW:
+            written.popleft()
         self._offline[session] = reader
         self._offline.move_to_end(session)
         while len(self._offline) > MAX_SESSIONS:

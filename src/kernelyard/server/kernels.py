@@ -65,12 +65,12 @@ class ServedKernel:
 
     def merge_remote(self, remote: KernelModel) -> None:
         """Take in what the remote side knows: its later activity, its other clients
-        (it counts our one upstream socket too, open for as long as we serve the kernel).
+        (``remote.connections`` counts those only: see RemoteModels.refresh).
         """
         activity = self.bridge.activity
         if remote.last_activity is not None and remote.last_activity > activity.last_activity:
             activity.last_activity = remote.last_activity
-        self.remote_connections = max(0, remote.connections - 1)
+        self.remote_connections = remote.connections
 
     def model(self) -> dict[str, Any]:
         """The REST kernel model (state and reason come from the kernel's lifecycle)."""
@@ -308,6 +308,8 @@ class ServedKernels:
                 await self.refresh_once(backend)
             except KernelyardError as exc:  # the gateway is away: the models stay as they are
                 log.warning("could not refresh the remote kernel models: %s", exc)
+            except Exception:  # a gateway's odd answer must not take the server down
+                log.exception("refreshing the remote kernel models failed")
 
     async def refresh_once(self, backend: RemoteModels) -> None:
         """Merge the remote models into ours once (kernels gone there end on their own:
