@@ -128,7 +128,7 @@ async def _read(stream: ChannelStream, channel: Channel, deliver: Deliver) -> No
 
 
 class ChannelsLink:
-    """A backend's KernelChannels (entered on open); see the module docstring."""
+    """A backend's KernelChannels, opened anew at each connect; see the module docstring."""
 
     def __init__(self, channels: ChannelsFactory, *, kernel_id: str | None) -> None:
         self._open = channels
