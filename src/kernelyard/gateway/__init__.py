@@ -6,13 +6,17 @@
 * :class:`GatewayBackend`: a :class:`~kernelyard.backend.KernelBackend` over the
   gateway's REST API and kernel WebSockets; ``kernelyard serve --gateway-url``
   runs the server on it, library code drives remote kernels with it.
+* :mod:`~kernelyard.gateway.hl`: a remote kernel and a ready ``KernelClient`` in
+  one call (``run_kernel(..., gateway=...)`` uses it).
 * :mod:`~kernelyard.gateway.http` (requests, retries, errors that name the
   hop), :mod:`~kernelyard.gateway.channels` (one upstream WebSocket,
-  reconnects without loss or duplicates), :mod:`~kernelyard.gateway.renewer`
-  (token renewal), :mod:`~kernelyard.gateway.cookies` (a load balancer's cookies).
+  reconnects without loss or duplicates), :mod:`~kernelyard.gateway.bodies`
+  (the REST bodies, without I/O), :mod:`~kernelyard.gateway.renewer` (token
+  renewal), :mod:`~kernelyard.gateway.cookies` (a load balancer's cookies).
 """
 
-from kernelyard.gateway.backend import GatewayBackend, RemoteKernel, start_env
+from kernelyard.gateway.backend import GatewayBackend, RemoteKernel
+from kernelyard.gateway.bodies import start_env
 from kernelyard.gateway.channels import GatewayChannels
 from kernelyard.gateway.http import GatewayHTTP
 from kernelyard.gateway.renewer import TokenRenewer

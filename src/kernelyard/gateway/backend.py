@@ -47,7 +47,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -56,21 +55,18 @@ import anyio
 
 from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
 from kernelyard.client import KernelClient
-from kernelyard.discovery import KernelSpec
 from kernelyard.errors import (
     GatewayError,
     GatewayHTTPError,
     InvalidState,
-    KernelSpecError,
-    MalformedMessage,
     NoSuchKernel,
     NoSuchKernelSpec,
 )
+from kernelyard.gateway.bodies import kernel_model, kernelspecs_from, start_env
 from kernelyard.gateway.channels import GatewayChannels
 from kernelyard.gateway.http import GatewayEvent, GatewayHTTP
 from kernelyard.gateway.settings import GatewaySettings
 from kernelyard.lifecycle import Change, KernelState, Lifecycle
-from kernelyard.wire import parse_date
 
 __all__ = ["GatewayBackend", "RemoteKernel", "start_env"]
 
@@ -82,28 +78,6 @@ SPECS_TTL = 5.0
 EXIT_TIMEOUT = 30.0
 #: Why a kernel that vanished from the gateway is gone.
 GONE_REASON = "culled on the gateway"
-
-
-def start_env(
-    settings: GatewaySettings,
-    environ: Mapping[str, str],
-    env: Mapping[str, str] | None,
-    cwd: str | None,
-) -> dict[str, str]:
-    """The ``env`` of a start request, as jupyter_server's gateway client builds it:
-    this process's ``KERNEL_*`` and allowed variables, then the caller's, then
-    ``KERNEL_WORKING_DIR`` and ``KERNEL_LAUNCH_TIMEOUT``.
-    """
-    out = {
-        k: v for k, v in environ.items() if k.startswith("KERNEL_") or k in settings.allowed_envs
-    }
-    if settings.http_user and "KERNEL_USERNAME" not in out:
-        out["KERNEL_USERNAME"] = settings.http_user
-    out.update(env or {})
-    if cwd:
-        out["KERNEL_WORKING_DIR"] = cwd
-    out["KERNEL_LAUNCH_TIMEOUT"] = str(int(settings.kernel_launch_timeout))
-    return out
 
 
 @dataclass(eq=False)
@@ -188,7 +162,7 @@ class GatewayBackend:
         if "KERNEL_USERNAME" in self._environ:
             params["user"] = self._environ["KERNEL_USERNAME"]
         body = await self.http.json("GET", self.settings.kernelspecs_endpoint, params=params)
-        specs = _parse_specs(body, self.settings.url)
+        specs = kernelspecs_from(body, self.settings.url)
         self._specs = (now, specs)
         return specs
 
@@ -399,17 +373,7 @@ class GatewayBackend:
 
     def _model(self, model: Mapping[str, Any]) -> KernelModel:
         kernel = self.kernels.get(str(model["id"]))
-        state = kernel.lifecycle.state if kernel is not None else KernelState.RUNNING
-        last = model.get("last_activity")
-        return KernelModel(
-            id=str(model["id"]),
-            name=str(model.get("name", "")),
-            state=state,
-            reason=kernel.lifecycle.reason if kernel is not None else "",
-            execution_state=str(model.get("execution_state", "")),
-            last_activity=_parse_time(last),
-            connections=_count(model.get("connections", 0)),
-        )
+        return kernel_model(model, kernel.lifecycle if kernel is not None else None)
 
     @property
     def refresh_interval(self) -> float:
@@ -449,51 +413,3 @@ class GatewayBackend:
     def _check_open(self) -> None:
         if not self._open:
             raise InvalidState("use 'async with GatewayBackend(...)' first")
-
-
-def _parse_specs(body: object, url: str) -> KernelSpecs:
-    if not isinstance(body, dict) or not isinstance(body.get("kernelspecs"), dict):
-        raise GatewayError(f"the gateway at {url} listed kernelspecs as {str(body)[:200]}", url=url)
-    specs: dict[str, KernelSpec] = {}
-    for name, model in body["kernelspecs"].items():
-        try:
-            specs[name] = _spec_from_model(name, model)
-        except KernelSpecError as exc:
-            log.warning("skipping the gateway's kernelspec %r: %s", name, exc)
-    default = body.get("default")
-    return KernelSpecs(specs, default if isinstance(default, str) and default in specs else None)
-
-
-def _spec_from_model(name: str, model: object) -> KernelSpec:
-    if not isinstance(model, dict) or not isinstance(model.get("spec"), dict):
-        raise KernelSpecError(f"kernelspec {name!r}: no 'spec' object", name=name)
-    data = dict(model["spec"])
-    if not data.get("argv"):
-        data["argv"] = ["(runs on the gateway)"]  # gateways may hide how they start it
-    spec = KernelSpec.from_dict(name, data)
-    resources = model.get("resources")
-    files: tuple[str, ...] = ()
-    if isinstance(resources, dict):
-        files = tuple(
-            sorted({str(v).rsplit("/", 1)[-1] for v in resources.values() if isinstance(v, str)})
-        )
-    return replace(spec, name=name, resource_files=files)
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_date(value)
-    except MalformedMessage:
-        return None
-
-
-def _count(value: object) -> int:
-    """A model's ``connections`` as a count (0 for anything that is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        return max(0, int(value))
-    except ValueError:
-        return 0

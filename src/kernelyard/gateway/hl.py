@@ -15,21 +15,15 @@ deleted on the gateway when the block ends, whatever ``keep_kernels`` says
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-
-import anyio
+from dataclasses import dataclass, replace
 
 from kernelyard.client import KernelClient
-from kernelyard.errors import GatewayError, NoSuchKernel
-from kernelyard.gateway.backend import EXIT_TIMEOUT, GatewayBackend
+from kernelyard.gateway.backend import GatewayBackend
 from kernelyard.gateway.settings import GatewaySettings
 
 __all__ = ["GatewayKernel", "running_kernel"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +64,9 @@ async def running_kernel(
     and message), ReplyTimeout when the kernel does not answer within
     ``startup_timeout``.
     """
-    async with GatewayBackend(settings) as backend:
+    # The backend deletes the kernels it started when it closes (shielded, bounded).
+    async with GatewayBackend(replace(settings, keep_kernels=False)) as backend:
         kernel_id = await backend.start_kernel(type_id, cwd=cwd, env=env)
-        kernel = GatewayKernel(backend, kernel_id)
-        try:
-            async with backend.client(kernel_id) as client:
-                await client.wait_for_ready(timeout=startup_timeout)
-                yield kernel, client
-        finally:
-            if kernel_id in backend.kernels:  # not shut down or culled meanwhile
-                with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_TIMEOUT):
-                    try:
-                        await kernel.shutdown()
-                    except (GatewayError, NoSuchKernel) as exc:
-                        log.warning("remote kernel %s was not deleted: %s", kernel_id, exc)
+        async with backend.client(kernel_id) as client:
+            await client.wait_for_ready(timeout=startup_timeout)
+            yield GatewayKernel(backend, kernel_id), client
