@@ -46,6 +46,8 @@ from .bench_server import (
     _stop,
     _timed,
     _write_kernelspecs,
+    ratio,
+    row,
 )
 from .harness import min_med_max
 
@@ -134,11 +136,6 @@ async def run(rounds: int = 2) -> list[Metric]:
     return list(metrics.values())
 
 
-def _ratio(medians: dict[str, float], ours: str, other: str, higher_is_better: bool) -> str:
-    ratio = medians[ours] / medians[other] if higher_is_better else medians[other] / medians[ours]
-    return "-" if ratio != ratio else f"{ratio:.1f}x"  # NaN != NaN
-
-
 def report(results: list[Metric]) -> str:
     """One row per benchmark and upstream; the ratio is how many times better the
     kernelyard hop is than jupyter_server's (median); "hop adds" is kernelyard's path
@@ -154,24 +151,15 @@ def report(results: list[Metric]) -> str:
         scale = 1e3 if metric.unit == "ms" else 1.0
         higher_is_better = metric.unit.endswith("/s")
         for label in UPSTREAMS:
-            cells, medians = [], {}
-            for path in PATHS:
-                values = metric.values.get((path, label), [])
-                medians[path] = statistics.median(values) if values else float("nan")
-                cells.append(min_med_max(values, scale) if values else "-")
+            cells, medians, notes = row(metric, PATHS, label)
             direct = metric.values.get(("direct", label), [])
             ours = metric.values.get(("kernelyard", label), [])
             added = [o - d for o, d in zip(ours, direct, strict=False)]
             added_cell = min_med_max(added, scale) if added and not higher_is_better else "-"
-            notes = "; ".join(
-                f"{path}: {text}"
-                for path in PATHS
-                for text in dict.fromkeys(metric.notes.get((path, label), []))
-            )
             lines.append(
                 f"| {metric.name} ({metric.unit}) | {label} | "
                 + " | ".join(cells)
-                + f" | {_ratio(medians, 'kernelyard', 'jupyter_server', higher_is_better)}"
+                + f" | {ratio(medians, 'kernelyard', 'jupyter_server', higher_is_better)}"
                 + f" | {added_cell} | {notes} |"
             )
     return "\n".join(lines)

@@ -470,11 +470,31 @@ async def run(rounds: int = 2) -> list[Metric]:
     return list(metrics.values())
 
 
-def _better(medians: dict[str, float], other: str, higher_is_better: bool) -> str:
-    """How many times better ours is than ``other``; '-' while either is unmeasured."""
-    ours, theirs = medians["kernelyard"], medians[other]
-    ratio = ours / theirs if higher_is_better else theirs / ours
-    return "-" if ratio != ratio else f"{ratio:.1f}x"  # NaN != NaN
+def ratio(medians: dict[str, float], ours: str, other: str, higher_is_better: bool) -> str:
+    """How many times better column ``ours`` is than ``other``; '-' while either is
+    unmeasured.
+    """
+    mine, theirs = medians[ours], medians[other]
+    value = mine / theirs if higher_is_better else theirs / mine
+    return "-" if value != value else f"{value:.1f}x"  # NaN != NaN
+
+
+def row(
+    metric: Metric, columns: tuple[str, ...], label: str
+) -> tuple[list[str], dict[str, float], str]:
+    """For one label of ``metric``: each column's min/med/max cell, the medians, the notes."""
+    scale = 1e3 if metric.unit == "ms" else 1.0
+    cells, medians = [], {}
+    for column in columns:
+        values = metric.values.get((column, label), [])
+        medians[column] = statistics.median(values) if values else float("nan")
+        cells.append(min_med_max(values, scale) if values else "-")
+    notes = "; ".join(
+        f"{column}: {text}"
+        for column in columns
+        for text in dict.fromkeys(metric.notes.get((column, label), []))
+    )
+    return cells, medians, notes
 
 
 def report(results: list[Metric]) -> str:
@@ -486,24 +506,14 @@ def report(results: list[Metric]) -> str:
         "|---|---|" + "---|" * (len(SERVERS) + 3),
     ]
     for metric in results:
-        scale = 1e3 if metric.unit == "ms" else 1.0
         higher_is_better = metric.unit.endswith("/s")
         for label in KERNELS:
-            cells, medians = [], {}
-            for server in SERVERS:
-                values = metric.values.get((server, label), [])
-                medians[server] = statistics.median(values) if values else float("nan")
-                cells.append(min_med_max(values, scale) if values else "-")
-
-            notes = "; ".join(
-                f"{server}: {text}"
-                for server in SERVERS
-                for text in dict.fromkeys(metric.notes.get((server, label), []))
-            )
+            cells, medians, notes = row(metric, SERVERS, label)
             lines.append(
                 f"| {metric.name} ({metric.unit}) | {label} | "
                 + " | ".join(cells)
-                + f" | {_better(medians, 'jupyter_server', higher_is_better)}"
-                + f" | {_better(medians, 'kernel_gateway', higher_is_better)} | {notes} |"
+                + f" | {ratio(medians, 'kernelyard', 'jupyter_server', higher_is_better)}"
+                + f" | {ratio(medians, 'kernelyard', 'kernel_gateway', higher_is_better)}"
+                + f" | {notes} |"
             )
     return "\n".join(lines)

@@ -77,17 +77,19 @@ async def test_interrupt_restart_and_a_kernel_deleted_elsewhere(upstream: Served
             await kernel.interrupt()
         assert replies[0].content["ename"] == "KeyboardInterrupt"
 
-        async with anyio.create_task_group() as tg:
+        async with client.iopub() as iopub, anyio.create_task_group() as tg:
             died: list[BaseException] = []
 
             async def pending() -> None:
                 try:
-                    await client.execute("sleep(30)")
+                    await client.execute("print('waiting')\nsleep(30)")
                 except KernelDied as exc:
                     died.append(exc)
 
             tg.start_soon(pending)
-            await anyio.sleep(0.1)
+            with anyio.fail_after(5):  # the request is with the kernel
+                while (await iopub.receive()).msg_type != "stream":
+                    pass
             await kernel.restart()
         assert "restarting" in str(died[0])
         assert (await client.execute("x = 1", timeout=5)).content["status"] == "ok"

@@ -178,7 +178,7 @@ def test_token_renewal_keeps_the_old_token_when_it_fails(
 
 def test_odd_remote_models_do_not_break_the_listing() -> None:
     """A gateway's model with a bad date or count still reads (as 'unknown')."""
-    from kernelyard.gateway.backend import _count, _parse_time
+    from kernelyard.gateway.bodies import _count, _parse_time
 
     assert _parse_time("") is None
     assert _parse_time("yesterday") is None

@@ -1,5 +1,6 @@
-"""Real server processes for tests: ``kernelyard serve`` and jupyter_server (the WebSocket
-client is ``tests/wsclient.py``).
+"""Real server processes for tests: ``kernelyard serve`` (also in gateway mode),
+jupyter_server, and any server answering on a port we chose (Kernel Gateway,
+Enterprise Gateway). The WebSocket client is ``tests/wsclient.py``.
 """
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +27,11 @@ __all__ = [
     "TOKEN",
     "KernelSocket",
     "Server",
+    "free_port",
+    "gateway_front",
     "kernel_socket",
     "running_jupyter_server",
+    "running_on_port",
     "running_server",
     "server_env",
     "start_kernel",
@@ -94,14 +100,8 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
             raise AssertionError(f"the server did not start: {line!r} {''.join(log)[-2000:]}")
         yield Server(match.group(1), process, token or "", log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                raise AssertionError("the server did not stop within 30 s of SIGTERM") from None
+        if process.poll() is None and not _stop(process):
+            raise AssertionError("the server did not stop within 30 s of SIGTERM")
         drain.join(5)
         if process.stdout:
             process.stdout.close()
@@ -109,13 +109,65 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
             process.stderr.close()
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+@contextmanager
+def gateway_front(home: Path, upstream: Server) -> Iterator[Server]:
+    """``kernelyard serve`` in gateway mode in front of ``upstream`` (its files in ``home``)."""
+    home.mkdir()
+    gateway = ["--gateway-url", upstream.url.rstrip("/"), "--gateway-auth-token", upstream.token]
+    with running_server(home, *gateway) as server:
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_on_port(
+    argv: list[str], env: dict[str, str], port: int, token: str, *, name: str
+) -> Iterator[Server]:
+    """Run ``argv``, a server told to listen on 127.0.0.1:``port``, until it answers
+    ``GET /api/kernelspecs`` with ``token`` (within 60 s); stop it (SIGTERM) at the end.
+    """
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stderr is not None
+    server = Server(f"http://127.0.0.1:{port}/", process, token)
+    drain = threading.Thread(target=server.log.extend, args=(process.stderr,), daemon=True)
+    drain.start()
+    try:
+        deadline = time.monotonic() + 60
+        auth = {"Authorization": f"token {token}"}
+        while True:
+            try:
+                if httpx.get(server.url + "api/kernelspecs", headers=auth, timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not start:\n" + "".join(server.log))
+            time.sleep(0.1)
+        yield server
+    finally:
+        _stop(process)
+        drain.join(5)
+        process.stderr.close()
+
+
+def _stop(process: subprocess.Popen[str]) -> bool:
+    """SIGTERM, then SIGKILL after 30 s; whether it stopped on SIGTERM."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+        return False
+    return True
 
 
 @contextmanager

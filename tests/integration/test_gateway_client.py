@@ -13,13 +13,9 @@ about 35 s). jupyter_client has no way to reach a kernel behind any of them.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 import venv
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +30,15 @@ from kernelyard.gateway import GatewaySettings, hl
 from kernelyard.manager.hl import run_kernel
 from kernelyard.wire import Message
 
-from .serverutil import Server, running_jupyter_server, running_server, server_env
-from .test_gateway_mode import KG_TOKEN, _free_port, kernel_gateway
+from .serverutil import (
+    Server,
+    free_port,
+    running_jupyter_server,
+    running_on_port,
+    running_server,
+    server_env,
+)
+from .test_gateway_mode import KG_TOKEN, kernel_gateway
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -90,8 +93,7 @@ def _enterprise_gateway_venv() -> Path:
 @pytest.fixture(scope="module")
 def enterprise_gateway(home: Path) -> Iterator[Server]:
     bin_dir = _enterprise_gateway_venv() / "bin"
-    (home / "eg").mkdir()
-    port = _free_port()
+    port = free_port()
     env = server_env(home / "eg")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # its kernelspec runs "python"
     argv = [
@@ -103,36 +105,8 @@ def enterprise_gateway(home: Path) -> Iterator[Server]:
         f"--EnterpriseGatewayApp.auth_token={EG_TOKEN}",
         "--EnterpriseGatewayApp.list_kernels=True",
     ]
-    process = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    log: deque[str] = deque(maxlen=300)
-    assert process.stderr is not None
-    drain = threading.Thread(target=log.extend, args=(process.stderr,), daemon=True)
-    drain.start()
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                auth = {"Authorization": f"token {EG_TOKEN}"}
-                if httpx.get(url + "api/kernelspecs", headers=auth, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("Enterprise Gateway did not start:\n" + "".join(log))
-            time.sleep(0.1)
-        yield Server(url, process, EG_TOKEN, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        drain.join(5)
-        process.stderr.close()
+    with running_on_port(argv, env, port, EG_TOKEN, name="Enterprise Gateway") as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=list(KERNELS))
@@ -256,9 +230,10 @@ async def test_a_wrong_token_is_the_gateways_refusal(kernelyard_upstream: Server
 
 
 def _cli(
-    server: Server, *args: str, stdin: str = "", token: str | None = None
+    server: Server, home: Path, *args: str, stdin: str = "", token: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = server_env(Path(server.url.split("//")[1].replace(":", "_").rstrip("/")))
+    """``kernelyard ARGS --gateway-url`` the server, its Jupyter paths under ``home``."""
+    env = server_env(home)
     env["JUPYTER_GATEWAY_AUTH_TOKEN"] = server.token if token is None else token
     return subprocess.run(
         [sys.executable, "-m", "kernelyard", *args, "--gateway-url", server.url.rstrip("/")],
@@ -271,23 +246,27 @@ def _cli(
     )
 
 
-def test_kernelyard_run_and_kernelspecs_with_a_gateway(kernel_gateway: Server) -> None:
-    done = _cli(kernel_gateway, "run", "python3", "-c", "print('on kg', input())", stdin="yes\n")
+def test_kernelyard_run_and_kernelspecs_with_a_gateway(
+    kernel_gateway: Server, tmp_path: Path
+) -> None:
+    done = _cli(
+        kernel_gateway, tmp_path, "run", "python3", "-c", "print('on kg', input())", stdin="yes\n"
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("on kg yes\n")
-    failed = _cli(kernel_gateway, "run", "python3", "-c", "1/0")
+    failed = _cli(kernel_gateway, tmp_path, "run", "python3", "-c", "1/0")
     assert failed.returncode == 1
     assert "ZeroDivisionError" in failed.stdout + failed.stderr
 
-    listed = _cli(kernel_gateway, "kernelspecs", "--json")
+    listed = _cli(kernel_gateway, tmp_path, "kernelspecs", "--json")
     assert listed.returncode == 0, listed.stderr
     body = orjson.loads(listed.stdout)
     assert body["default"] == "python3"
     assert "python3" in body["kernelspecs"]
-    table = _cli(kernel_gateway, "kernelspecs")
+    table = _cli(kernel_gateway, tmp_path, "kernelspecs")
     assert kernel_gateway.url.rstrip("/") in table.stdout
 
-    refused = _cli(kernel_gateway, "run", "python3", "-c", "1", token="wrong")
+    refused = _cli(kernel_gateway, tmp_path, "run", "python3", "-c", "1", token="wrong")
     assert refused.returncode == 1
     assert "kernelyard: error:" in refused.stderr
     assert "401" in refused.stderr or "403" in refused.stderr

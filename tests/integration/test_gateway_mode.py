@@ -10,23 +10,26 @@ delete), and the upstream is left with no kernel of ours.
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
 from kernelyard.discovery import install_kernelspec
 
-from .serverutil import Server, kernel_socket, running_server, server_env, stream_text
+from .serverutil import (
+    Server,
+    free_port,
+    gateway_front,
+    kernel_socket,
+    running_on_port,
+    running_server,
+    server_env,
+    stream_text,
+)
 from .test_server_gateway_peer import jupyter_server, scenario
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
@@ -51,24 +54,15 @@ def upstream(home: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def ours(home: Path, upstream: Server) -> Iterator[Server]:
     """Our server in gateway mode, in front of ``upstream``."""
-    (home / "front").mkdir()
-    gateway = ["--gateway-url", upstream.url.rstrip("/"), "--gateway-auth-token", upstream.token]
-    with running_server(home / "front", *gateway) as server:
+    with gateway_front(home / "front", upstream) as server:
         yield server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def kernel_gateway(home: Path) -> Iterator[Server]:
     kg_home = home / "kg"
     install_kernelspec(kg_home / "data" / "kernels")
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable,
         "-m",
@@ -81,36 +75,8 @@ def kernel_gateway(home: Path) -> Iterator[Server]:
     ]
     env = server_env(kg_home)
     env["JUPYTER_PATH"] = str(kg_home / "data")
-    process = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    log: deque[str] = deque(maxlen=300)
-    assert process.stderr is not None
-    drain = threading.Thread(target=log.extend, args=(process.stderr,), daemon=True)
-    drain.start()
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                auth = {"Authorization": f"token {KG_TOKEN}"}
-                if httpx.get(url + "api", headers=auth, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("kernel_gateway did not start:\n" + "".join(log))
-            time.sleep(0.1)
-        yield Server(url, process, KG_TOKEN, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        drain.join(5)
-        process.stderr.close()
+    with running_on_port(argv, env, port, KG_TOKEN, name="kernel_gateway") as server:
+        yield server
 
 
 async def _remote_kernels(server: Server) -> list[object]:

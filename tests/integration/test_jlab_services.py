@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .serverutil import Server, running_server
+from .serverutil import Server, gateway_front, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -92,9 +92,7 @@ def upstream(home: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def front(home: Path, upstream: Server) -> Iterator[Server]:
     """Our server in gateway mode, in front of ``upstream``."""
-    (home / "front").mkdir()
-    gateway = ["--gateway-url", upstream.url.rstrip("/"), "--gateway-auth-token", upstream.token]
-    with running_server(home / "front", *gateway) as server:
+    with gateway_front(home / "front", upstream) as server:
         yield server
 
 
