@@ -67,6 +67,8 @@ def server_env(home: Path) -> dict[str, str]:
         JUPYTER_CONFIG_DIR=str(home / "config"),
         IPYTHONDIR=str(home / "ipython"),
         JUPYTER_PLATFORM_DIRS="1",
+        # A crash in native code (libzmq, a C extension) then leaves a traceback in the log.
+        PYTHONFAULTHANDLER="1",
     )
     env.pop("JUPYTER_TOKEN", None)
     return env
@@ -100,13 +102,18 @@ def running_server(home: Path, *args: str, token: str | None = TOKEN) -> Iterato
             raise AssertionError(f"the server did not start: {line!r} {''.join(log)[-2000:]}")
         yield Server(match.group(1), process, token or "", log)
     finally:
-        if process.poll() is None and not _stop(process):
-            raise AssertionError("the server did not stop within 30 s of SIGTERM")
+        died = process.poll()  # no test stops the server itself: an exit now is a fault
+        stopped = died is not None or _stop(process)
         drain.join(5)
         if process.stdout:
             process.stdout.close()
         if process.stderr:
             process.stderr.close()
+        tail = "".join(log)[-4000:]
+        if died is not None:
+            raise AssertionError(f"the server exited by itself (code {died}):\n{tail}")
+        if not stopped:
+            raise AssertionError(f"the server did not stop within 30 s of SIGTERM:\n{tail}")
 
 
 @contextmanager

@@ -259,6 +259,7 @@ async def test_closed_and_unopened_clients(manager: KernelManager) -> None:
             outcome.append(exc)
 
     async with anyio.create_task_group() as tg, client, client.iopub() as messages:
+        await client.wait_for_ready(timeout=30)  # IOPub delivers: the cell's start is seen
         tg.start_soon(wait_forever)
         await wait_until_running(messages, code)
         # closing the client fails the call still waiting in the other task
