@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernelyard.errors import MalformedMessage
-from kernelyard.wire import Channel, Message, MessageFactory, message_parts, pack_v1, unpack_v1
+from kernelyard.wire import (
+    Channel,
+    Message,
+    MessageFactory,
+    client_frame,
+    frame_parts,
+    message_parts,
+    pack_v1,
+    unpack_v1,
+)
 from kernelyard.wire.websocket import from_legacy, from_v1, legacy_from_parts, to_legacy, to_v1
 
 from ..strategies import FIXED_NOW, messages
@@ -154,3 +163,27 @@ def test_mutated_frames_never_crash_the_decoders(msg: Message, data: st.DataObje
         raw[position] = data.draw(st.integers(0, 255))
         with contextlib.suppress(MalformedMessage):
             decoder(bytes(raw))
+
+
+@given(messages(with_channel=True))
+def test_frame_parts_are_client_frames_parts_without_reading_them(msg: Message) -> None:
+    for frame, v1 in ((to_v1(msg), True), (to_legacy(msg), False)):
+        channel, parts = frame_parts(frame, v1=v1)
+        expected_channel, expected_parts, _ = client_frame(frame, v1=v1)
+        assert channel is expected_channel
+        assert [bytes(p) for p in parts] == [bytes(p) for p in expected_parts]
+        assert from_v1(pack_v1(channel.value, parts)).content == msg.content
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        (pack_v1("nope", [b"{}"] * 4), "unknown channel"),
+        (pack_v1("shell", [b"{}"] * 3), "expected 4 or more"),
+        (b"\x00" * 3, "v1"),
+    ],
+)
+def test_frame_parts_rejects_what_client_frame_rejects(frame: bytes, error: str) -> None:
+    for read in (frame_parts, client_frame):
+        with pytest.raises(MalformedMessage, match=error):
+            read(frame, v1=True)

@@ -7,6 +7,8 @@ chose; what we hand out is raw parts either way, so the server writes each
 of its clients' frames in that client's framing (v1 to v1 stays byte-exact;
 legacy binary frames keep their buffers as bytes).
 
+The socket is an :class:`~kernelyard.gateway.upstream.UpstreamSocket`: each
+message is handled in the callback that read it (:meth:`GatewayChannels._received`).
 Messages go through a relay :class:`~kernelyard.wire.ClientProtocol` with
 no key (a WebSocket carries unsigned messages): it matches replies and input
 requests to the origin of their request and reads IOPub's status.
@@ -46,8 +48,7 @@ from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskGroup
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from kernelyard._clock import utcnow
 from kernelyard._inbox import Inbox
@@ -61,6 +62,7 @@ from kernelyard.errors import (
     MalformedMessage,
 )
 from kernelyard.gateway.http import GatewayHTTP, describe, tls_refused
+from kernelyard.gateway.upstream import UpstreamSocket
 from kernelyard.lifecycle import Change, KernelEvent, KernelState, Lifecycle
 from kernelyard.wire import (
     DELIMITER,
@@ -74,7 +76,7 @@ from kernelyard.wire import (
     Output,
     Signer,
     Unmatched,
-    client_frame,
+    frame_parts,
     legacy_from_parts,
     pack_v1,
 )
@@ -119,10 +121,10 @@ class GatewayChannels:
             Signer(b""), session=session, clock=utcnow, parse_all=False
         )
         self._inbox = Inbox[ChannelEvent](f"kernel {kernel_id}")
-        self._ws: ClientConnection | None = None
+        self._ws: UpstreamSocket | None = None
         self._v1 = False
         self._held: list[_Held] = []
-        self._sending = anyio.Lock()
+        self._sending = anyio.Lock(fast_acquire=True)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: TaskGroup | None = None
         self._closed = False
@@ -185,16 +187,16 @@ class GatewayChannels:
         if self._seen:  # a kernelyard upstream resumes right after it; others ignore it
             url += f"&resume_after={quote(next(reversed(self._seen)))}"
         try:
-            ws = await connect(
+            ws = await UpstreamSocket.open(
                 url,
-                additional_headers=self._http.headers(),
-                subprotocols=[V1_SUBPROTOCOL],  # type: ignore[list-item]
+                headers=self._http.headers(),
+                subprotocols=[V1_SUBPROTOCOL],
+                on_message=self._received,
+                ssl=self._http.ssl,
                 open_timeout=settings.connect_timeout,
-                ssl=self._http.ssl if url.startswith("wss:") else None,
                 max_size=MAX_FRAME,
                 ping_interval=20,
                 ping_timeout=settings.request_timeout,
-                compression=None,
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -260,11 +262,7 @@ class GatewayChannels:
             if self._v1
             else legacy_from_parts(channel, parts, msg_id, msg_type)
         )
-        try:
-            await ws.send(frame)
-        except ConnectionClosed:
-            return False
-        return True
+        return await ws.send(frame)
 
     async def _flush_held(self) -> None:
         async with self._sending:
@@ -329,46 +327,50 @@ class GatewayChannels:
             if not await self._reconnect():
                 return
 
-    async def _read(self, ws: ClientConnection) -> None:
-        protocol, put = self._protocol, self._inbox.put
+    async def _read(self, ws: UpstreamSocket) -> None:
+        """Wait while ``ws`` delivers its messages (to :meth:`_received`) until it closes."""
+        await ws.wait_closed()
+        log.info("kernel %s: the gateway's WebSocket closed (%s)", self.kernel_id, ws.close_code)
+
+    def _received(self, data: bytes | str) -> None:
+        """One message from the upstream, as it arrives: its events into the inbox.
+
+        The relay protocol reads each header once; a msg_id seen before is a
+        replay of the upstream's after a reconnect, and dropped.
+        """
         try:
-            async for data in ws:
-                try:
-                    channel, parts, header = client_frame(data, v1=self._v1)
-                except MalformedMessage as exc:
-                    log.warning("kernel %s: a bad frame from the gateway: %s", self.kernel_id, exc)
-                    continue
-                msg_id = header.get("msg_id")
-                if isinstance(msg_id, str) and msg_id:
-                    if msg_id in self._seen:
-                        continue  # replayed by the upstream after a reconnect
-                    self._seen[msg_id] = None
-                    if len(self._seen) > SEEN_IDS:
-                        self._seen.popitem(last=False)
-                out: list[ChannelEvent] = []
-                for event in protocol.receive(channel, [DELIMITER, b"", *parts]):
-                    if isinstance(event, Dropped):
-                        log.warning("kernel %s: dropped %s", self.kernel_id, event.error)
-                    elif isinstance(event, Unmatched):
-                        log.debug("%s for no known request", event.received.msg_type)
-                    elif isinstance(event, IOPubReady):
-                        pass
-                    elif (
-                        isinstance(event, Output)
-                        and event.execution_state == "restarting"
-                        and self._lifecycle.state is KernelState.RESTARTING
-                    ):
-                        # Our restart: the server says so itself, from our lifecycle; a
-                        # second notice makes JupyterLab restart its connection twice.
-                        continue
-                    else:
-                        out.append(event)
-                if out and not put(out):
-                    return
-        except ConnectionClosed:
-            pass
-        close = ws.close_code
-        log.info("kernel %s: the gateway's WebSocket closed (%s)", self.kernel_id, close)
+            channel, parts = frame_parts(data, v1=self._v1)
+        except MalformedMessage as exc:
+            log.warning("kernel %s: a bad frame from the gateway: %s", self.kernel_id, exc)
+            return
+        out: list[ChannelEvent] = []
+        for event in self._protocol.receive(channel, [DELIMITER, b"", *parts]):
+            if isinstance(event, Dropped):
+                log.warning("kernel %s: dropped %s", self.kernel_id, event.error)
+                continue
+            if isinstance(event, IOPubReady):
+                continue
+            msg_id = event.received.msg_id
+            if msg_id:
+                if msg_id in self._seen:
+                    return  # replayed by the upstream after a reconnect
+                self._seen[msg_id] = None
+                if len(self._seen) > SEEN_IDS:
+                    self._seen.popitem(last=False)
+            if isinstance(event, Unmatched):
+                log.debug("%s for no known request", event.received.msg_type)
+            elif (
+                isinstance(event, Output)
+                and event.execution_state == "restarting"
+                and self._lifecycle.state is KernelState.RESTARTING
+            ):
+                # Our restart: the server says so itself, from our lifecycle; a
+                # second notice makes JupyterLab restart its connection twice.
+                continue
+            else:
+                out.append(event)
+        if out:
+            self._inbox.put(out)
 
     async def _gone_reason(self) -> str | None:
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "V1_SUBPROTOCOL",
     "choose_subprotocol",
     "client_frame",
+    "frame_parts",
     "from_legacy",
     "from_v1",
     "legacy_from_parts",
@@ -249,6 +250,22 @@ def client_frame(data: str | bytes, *, v1: bool) -> tuple[Channel, list[Frame], 
     if not (v1 and isinstance(data, bytes)):
         msg = from_legacy(data)
         return msg.channel or Channel.SHELL, message_parts(msg), dict(msg.header)
+    channel, parts = _v1_parts(data)
+    return channel, parts, loads_object(parts[0], "header")
+
+
+def frame_parts(data: str | bytes, *, v1: bool) -> tuple[Channel, list[Frame]]:
+    """A frame as (channel, raw parts), framed as :func:`client_frame` reads it, but
+    without reading any part of a v1 frame (for a relay that parses what it needs once).
+    Raises MalformedMessage.
+    """
+    if not (v1 and isinstance(data, bytes)):
+        msg = from_legacy(data)
+        return msg.channel or Channel.SHELL, message_parts(msg)
+    return _v1_parts(data)
+
+
+def _v1_parts(data: bytes) -> tuple[Channel, list[Frame]]:
     name, parts = unpack_v1(data)
     try:
         channel = Channel(name)
@@ -256,5 +273,4 @@ def client_frame(data: str | bytes, *, v1: bool) -> tuple[Channel, list[Frame], 
         raise MalformedMessage(f"unknown channel: {name!r}") from None
     if len(parts) < 4:
         raise MalformedMessage(f"v1 message has {len(parts)} parts, expected 4 or more")
-    header = loads_object(parts[0], "header")
-    return channel, list(parts), header
+    return channel, list(parts)
