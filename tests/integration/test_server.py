@@ -582,6 +582,36 @@ async def test_twenty_concurrent_starts(server: Server, http: httpx.AsyncClient)
     assert not {k["id"] for k in (await http.get("api/kernels")).json()} & set(ids)
 
 
+async def test_starts_executes_and_deletes_in_bursts_keep_the_server_up(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    """The churn that aborted the server under uvloop (libzmq saw a descriptor it
+    owned closed): kernels started, used and deleted together, round after round.
+    """
+
+    statuses: list[int] = []
+
+    async def use(kid: str) -> None:
+        async with kernel_socket(server, kid) as ws:
+            reply, _ = await ws.execute("1")
+            assert reply.content["status"] == "ok"
+
+    async def delete(kid: str) -> None:
+        statuses.append((await http.delete(f"api/kernels/{kid}")).status_code)
+
+    for _ in range(4):
+        ids = [(await start_kernel(http))["id"] for _ in range(8)]
+        async with anyio.create_task_group() as tg:
+            for kid in ids:
+                tg.start_soon(use, kid)
+        statuses.clear()
+        async with anyio.create_task_group() as tg:
+            for kid in ids:
+                tg.start_soon(delete, kid)
+        assert statuses == [204] * len(ids)
+        assert server.process.poll() is None
+
+
 # -- policies ---------------------------------------------------------------------------------
 
 
