@@ -9,7 +9,14 @@ from functools import partial
 
 import anyio
 
-from . import bench_gateway, bench_kernel, bench_lifecycle, bench_server, bench_wire
+from . import (
+    bench_encryption,
+    bench_gateway,
+    bench_kernel,
+    bench_lifecycle,
+    bench_server,
+    bench_wire,
+)
 from .harness import report
 
 
@@ -22,8 +29,11 @@ def main() -> int:
     parser.add_argument("--server-rounds", type=int, default=2, help="rounds per server")
     parser.add_argument("--gateway-rounds", type=int, default=2, help="rounds per upstream")
     parser.add_argument(
+        "--encryption-rounds", type=int, default=3, help="rounds per stack and mode"
+    )
+    parser.add_argument(
         "--only",
-        choices=["wire", "lifecycle", "kernel", "server", "gateway"],
+        choices=["wire", "lifecycle", "kernel", "encryption", "server", "gateway"],
         default=None,
         help="run one group only",
     )
@@ -49,6 +59,12 @@ def main() -> int:
         print()
         kernel_results = anyio.run(partial(bench_kernel.run, rounds=args.kernel_rounds))
         print(bench_kernel.report(kernel_results))
+        print()
+    if args.only in (None, "encryption"):
+        print("## CurveZMQ: each stack with and without transport encryption")
+        print()
+        encryption_results = anyio.run(partial(bench_encryption.run, rounds=args.encryption_rounds))
+        print(bench_encryption.report(encryption_results))
         print()
     if args.only in (None, "server"):
         print("## Kernel servers: kernelyard serve, jupyter_server, jupyter-kernel-gateway")

@@ -71,6 +71,13 @@ ChannelEvent = Reply[Origin] | InputRequested[Origin] | Output | KernelEvent
 class KernelChannels(Protocol):
     """An open connection to one kernel's shell, control, stdin and iopub channels."""
 
+    @property
+    def encrypted(self) -> bool | None:
+        """Whether the connection to the kernel is CurveZMQ-encrypted; None when it is
+        not known here (a gateway's kernel: its connection is the gateway's).
+        """
+        ...
+
     async def send(
         self, channel: Channel, parts: Frames, *, msg_id: str, msg_type: str, origin: Origin
     ) -> None:

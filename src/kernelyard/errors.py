@@ -10,6 +10,7 @@ The tree::
     │       └── InvalidSignature      HMAC missing or wrong
     │           └── ReplayedMessage   a valid signature seen before
     ├── ConnectionInfoError           a connection file or dict that cannot be used (ValueError)
+    │   └── EncryptionUnavailable     CurveZMQ is asked for, but this libzmq lacks it
     ├── KernelSpecError               a kernelspec that cannot be used
     │   └── NoSuchKernelSpec          no kernel type by that name (LookupError)
     ├── NoSuchKernel                  no running kernel by that id (LookupError)
@@ -40,6 +41,7 @@ __all__ = [
     "ChannelClosed",
     "ConnectionInfoError",
     "DebuggerError",
+    "EncryptionUnavailable",
     "ExecutionError",
     "GatewayError",
     "GatewayHTTPError",
@@ -102,6 +104,12 @@ class ConnectionInfoError(KernelyardError, ValueError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+
+
+class EncryptionUnavailable(ConnectionInfoError):
+    """CurveZMQ encryption is asked for (a connection's keys, ``transport_encryption``),
+    but the libzmq under pyzmq was built without it (``zmq.has("curve")`` is false).
+    """
 
 
 # -- discovery --------------------------------------------------------------

@@ -29,7 +29,14 @@ async def test_start_list_get_delete(served: Served) -> None:
         assert started.status_code == 201
         model = started.json()
         assert started.headers["location"] == f"/api/kernels/{model['id']}"
-        assert sorted(model) == ["connections", "execution_state", "id", "last_activity", "name"]
+        assert sorted(model) == [
+            "connections",
+            "encrypted",
+            "execution_state",
+            "id",
+            "last_activity",
+            "name",
+        ]
         assert (model["name"], model["execution_state"], model["connections"]) == (
             "fake",
             "idle",

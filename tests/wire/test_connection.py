@@ -108,3 +108,57 @@ def test_round_trip(ports: list[int], transport: str, key: str) -> None:
     )
     info = ConnectionInfo.from_dict(data)
     assert ConnectionInfo.from_json(info.to_json()) == info
+
+
+# -- CurveZMQ keys ----------------------------------------------------------------------
+
+#: A pair zmq.curve_keypair() made (Z85, 40 characters each), as jupyter_client writes it.
+PUBLIC = "x*VD1QBL=cv9IqfhrxwbFhu2BuS)5#g%6I{&/LAK"
+SECRET = "AnnFc1f=*n^heCO/@U%[mSX+c}.lFb+SQ3=Fn?qI"
+
+
+def test_curve_keys_round_trip_as_jupyter_client_writes_them() -> None:
+    data = {**TCP, "curve_publickey": PUBLIC, "curve_secretkey": SECRET}
+    info = ConnectionInfo.from_dict(data)
+    assert info.encrypted
+    assert info.curve_keys == (PUBLIC.encode(), SECRET.encode())
+    assert info.to_dict() == data
+    assert ConnectionInfo.from_json(info.to_json()) == info
+    assert info.with_ports({Channel.SHELL: 7000}).curve_keys == info.curve_keys
+
+
+def test_no_keys_means_clear_text_and_none_are_written() -> None:
+    info = ConnectionInfo.from_dict({**TCP, "curve_publickey": None, "curve_secretkey": None})
+    assert not info.encrypted
+    assert info.curve_keys is None
+    assert "curve_publickey" not in info.to_dict()
+    assert "curve_secretkey" not in info.to_dict()
+
+
+def test_the_repr_shows_no_key() -> None:
+    info = ConnectionInfo.from_dict({**TCP, "curve_publickey": PUBLIC, "curve_secretkey": SECRET})
+    text = repr(info)
+    assert SECRET not in text
+    assert TCP["key"] not in text
+    assert "shell_port=5001" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"curve_secretkey": SECRET}, "curve_secretkey is given without curve_publickey"),
+        ({"curve_publickey": PUBLIC}, "curve_publickey is given without curve_secretkey"),
+        ({"curve_publickey": PUBLIC[:-1], "curve_secretkey": SECRET}, "curve_publickey must be 40"),
+        (
+            {"curve_publickey": PUBLIC, "curve_secretkey": SECRET + "x"},
+            "curve_secretkey must be 40",
+        ),
+        ({"curve_publickey": PUBLIC, "curve_secretkey": 'x"' + SECRET[2:]}, "curve_secretkey has"),
+        ({"curve_publickey": "#" * 40, "curve_secretkey": SECRET}, "curve_publickey is not valid"),
+        ({"curve_publickey": 42, "curve_secretkey": SECRET}, "curve_publickey must be a string"),
+    ],
+)
+def test_a_malformed_key_pair_names_the_field(fields: dict[str, object], named: str) -> None:
+    with pytest.raises(ConnectionInfoError, match=named) as raised:
+        ConnectionInfo.from_dict({**TCP, **fields})
+    assert SECRET not in str(raised.value)  # not even part of a secret in the message

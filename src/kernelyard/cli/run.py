@@ -26,7 +26,7 @@ from kernelyard.client import KernelClient, TextOutput
 from kernelyard.gateway import GatewaySettings
 from kernelyard.gateway import hl as remote
 from kernelyard.manager.hl import running_kernel
-from kernelyard.provisioning import LaunchOptions
+from kernelyard.provisioning import ENCRYPTION_MODES, LaunchOptions
 from kernelyard.wire import Message
 
 __all__ = ["add_parser", "run"]
@@ -48,6 +48,13 @@ def add_parser(commands: Any) -> None:
         choices=["ipc", "tcp"],
         default="ipc",
         help="how to reach the kernel (default: %(default)s; ipc stays on this machine)",
+    )
+    parser.add_argument(
+        "--transport-encryption",
+        choices=ENCRYPTION_MODES,
+        default="disabled",
+        help="CurveZMQ between this command and the kernel: auto (when the kernelspec "
+        "supports it) or required (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds"
@@ -76,7 +83,9 @@ async def _kernel(
         async with remote.running_kernel(args.kernel, remote_settings) as (kernel, client):
             yield kernel.interrupt, client
         return
-    options = LaunchOptions(transport=args.transport)
+    options = LaunchOptions(
+        transport=args.transport, transport_encryption=args.transport_encryption
+    )
     async with running_kernel(args.kernel, options=options) as (manager, client):
         yield manager.interrupt, client
 

@@ -75,6 +75,10 @@ def add_parser(commands: Any) -> None:
                 metavar="A,B",
                 help=help_ + " (comma-separated)",
             )
+        elif typing.get_origin(kind) is typing.Literal:
+            parser.add_argument(
+                _flag(item.name), choices=typing.get_args(kind), default=default, help=help_
+            )
         else:
             base = str if isinstance(kind, types.UnionType) else kind  # str | None
             parser.add_argument(_flag(item.name), type=base, default=default, help=help_)

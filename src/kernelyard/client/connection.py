@@ -398,7 +398,14 @@ class KernelConnection:
                         reply = await self._probe()
                 return reply
         except TimeoutError:
-            raise ReplyTimeout(f"kernel not ready within {timeout} s") from None
+            hint = ""
+            if self.connection_info is not None and self.connection_info.encrypted:
+                # libzmq drops a Curve handshake with the wrong server key without a word.
+                hint = (
+                    " (the connection is CurveZMQ-encrypted: a kernel that is up but never"
+                    " answers may have another key pair than curve_publickey says)"
+                )
+            raise ReplyTimeout(f"kernel not ready within {timeout} s{hint}") from None
 
     async def _probe(self) -> Message:
         return await self.request(self.message("kernel_info_request"))

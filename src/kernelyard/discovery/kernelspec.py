@@ -77,6 +77,7 @@ class KernelSpec:
             kernel_name=self.name,
             handshake=self.supports_handshake,
             preload=self.preload,
+            supports_curve="curve" in self.supported_encryption,
         )
 
     @property
@@ -88,6 +89,15 @@ class KernelSpec:
         """
         ours = self.metadata.get("kernelyard")
         return isinstance(ours, Mapping) and ours.get("handshake") is True
+
+    @property
+    def supported_encryption(self) -> frozenset[str]:
+        """The transport encryptions the kernel takes (``metadata.supported_encryption``:
+        a name or a list of names, as ipykernel writes ``["curve"]``), lower case.
+        """
+        value = self.metadata.get("supported_encryption")
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        return frozenset(str(name).strip().lower() for name in names)
 
     @property
     def preload(self) -> tuple[str, ...]:

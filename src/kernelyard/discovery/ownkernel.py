@@ -8,7 +8,9 @@ do not reach (Windows, containers, remote provisioners). It advertises the
 registration handshake (JEP 66) through ``metadata.kernelyard.handshake``,
 lists in ``metadata.kernelyard.preload`` what a fork server imports once
 so that kernels are forked from it instead of importing IPython each time,
-and says ``metadata.debugger: true`` (JupyterLab offers its debugger for it).
+says ``metadata.debugger: true`` (JupyterLab offers its debugger for it) and
+``metadata.supported_encryption: ["curve"]`` (it takes CurveZMQ keys, so a
+manager with ``transport_encryption`` ``auto`` encrypts it).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ def kernelyard_spec(
         display_name=display_name or f"Python {sys.version_info.major} (kernelyard)",
         language="python",
         interrupt_mode="message",
-        metadata={"kernelyard": {"handshake": True, "preload": list(PRELOAD)}, "debugger": True},
+        metadata={
+            "kernelyard": {"handshake": True, "preload": list(PRELOAD)},
+            "debugger": True,
+            "supported_encryption": ["curve"],
+        },
         kernel_protocol_version="5.5",
         resource_dir=resource_dir,
     )

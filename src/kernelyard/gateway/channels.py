@@ -127,6 +127,8 @@ class GatewayChannels:
         self._sending = anyio.Lock(fast_acquire=True)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: TaskGroup | None = None
+        #: The gateway's connection to the kernel is not ours to know.
+        self.encrypted: bool | None = None
         self._closed = False
         self._reopening = False  # a restart closed the upstream socket: open a new one
         self._unsubscribe: Callable[[], None] | None = None

@@ -37,6 +37,7 @@ from kernelyard.kernel.stdin import StdinBroker
 from kernelyard.kernel.streams import OutStream
 from kernelyard.kernel.subshells import Subshells
 from kernelyard.kernel.worker import ShellWorker, subshell_not_found
+from kernelyard.transport.curve import curve_supported
 from kernelyard.transport.kernel_io import KernelSockets
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
@@ -101,6 +102,8 @@ class Kernel:
 
     def __init__(self, info: ConnectionInfo, *, parent_pid: int | None = None) -> None:
         self.session = KernelSession(info)
+        #: The connection is CurveZMQ-encrypted (the connection file has the key pair).
+        self.encrypted = info.encrypted
         self.requests = RequestContext()
         self._parent_fd, watch = _watch_parent(parent_pid)
         self.sockets = KernelSockets(
@@ -258,6 +261,10 @@ class Kernel:
                 "kernel subshells",
                 *(["debugger"] if self.debugger.available else []),
             ],
+            # Not in the protocol (yet): what the kernelspec's metadata says, and whether
+            # this kernel's own connection is encrypted.
+            "supported_encryption": ["curve"] if curve_supported() else [],
+            "encrypted": self.encrypted,
         }
 
     def send_reply(self, request: Request, content: dict[str, Any]) -> None:

@@ -90,6 +90,11 @@ class ManagedChannels:
         self._iopub_ready = anyio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
 
+    @property
+    def encrypted(self) -> bool:
+        info = self._manager.connection_info
+        return info is not None and info.encrypted
+
     # -- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

@@ -3,10 +3,12 @@
 A :class:`Provisioner` starts a kernel from a :class:`LaunchSpec` (what to
 run) and :class:`LaunchOptions` (the caller's choices) and returns a
 :class:`ProvisionedKernel` to drive it. Provisioning knows processes, ports
-and files, not messages.
+and files, not messages. ``transport_encryption`` decides whether a new
+kernel's connection gets CurveZMQ keys (:mod:`.encryption`).
 """
 
 from kernelyard.provisioning.connection_file import read_connection_file, write_connection_file
+from kernelyard.provisioning.encryption import ENCRYPTION_MODES, TransportEncryption
 from kernelyard.provisioning.forkserver import ForkServers
 from kernelyard.provisioning.launch import connection_file_path, new_connection_info
 from kernelyard.provisioning.local import ForkServerProvisioner, SubprocessProvisioner
@@ -18,6 +20,7 @@ from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_
 from kernelyard.provisioning.spec import LaunchSpec, format_argv, kernel_env
 
 __all__ = [
+    "ENCRYPTION_MODES",
     "OWNER_FIELD",
     "AttachInfo",
     "ForkServerProvisioner",
@@ -30,6 +33,7 @@ __all__ = [
     "Provisioner",
     "StderrSink",
     "SubprocessProvisioner",
+    "TransportEncryption",
     "connection_file_path",
     "format_argv",
     "forward_to_stderr",

@@ -6,7 +6,9 @@ mode 0600 in the runtime directory (created 0700 when missing), fills the
 argv templates and builds the environment; a :data:`ProcessStarter` starts
 the process (see :mod:`kernelyard.provisioning.local`). Relaunching with the
 same :class:`ConnectionInfo` is an in-place restart: same key, same ports
-(when they are still free), same file.
+(when they are still free), same file, same CurveZMQ keys (a new kernel gets
+a pair when ``options.transport_encryption`` and its kernelspec say so; see
+:mod:`kernelyard.provisioning.encryption`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import anyio
 from kernelyard._clock import utcnow
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.connection_file import write_connection_file
+from kernelyard.provisioning.encryption import curve_keys_for
 from kernelyard.provisioning.forked import ForkedProcess
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.ports import PortReservation
@@ -35,6 +38,7 @@ from kernelyard.wire.connection import (
     PORT_FIELDS,
     REGISTRATION_FIELD,
     ConnectionInfo,
+    CurveKeys,
     Transport,
 )
 from kernelyard.wire.message import MessageFactory
@@ -65,31 +69,35 @@ def new_connection_info(
     ip: str,
     kernel_name: str,
     registration_port: int | None = None,
+    curve_keys: CurveKeys | None = None,
 ) -> tuple[ConnectionInfo, PortReservation | None]:
-    """Fresh connection info (random key) and, for tcp, the reservation of its ports.
+    """Fresh connection info (random key; ``curve_keys`` encrypt it) and, for tcp, the
+    reservation of its ports.
 
     With a ``registration_port`` (tcp only) the ports stay 0: the kernel picks
     them and registers them (JEP 66), so nothing is reserved.
     """
-    key = secrets.token_hex(16).encode("ascii")
     owner: dict[str, int] = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
-    if registration_port is not None and transport == "tcp":
+    registers = registration_port is not None and transport == "tcp"
+    if registration_port is not None and registers:
         owner[REGISTRATION_FIELD] = registration_port
-        info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name, extra=owner)
+    public, secret = curve_keys or (b"", b"")
+    info = ConnectionInfo(
+        transport=transport,
+        ip=_ipc_prefix(runtime_dir, kernel_id) if transport == "ipc" else ip,
+        key=secrets.token_hex(16).encode("ascii"),
+        kernel_name=kernel_name,
+        extra=owner,
+        curve_publickey=public,
+        curve_secretkey=secret,
+    )
+    if registers:
         return info, None
     if transport == "ipc":
-        info = ConnectionInfo(
-            transport="ipc",
-            ip=_ipc_prefix(runtime_dir, kernel_id),
-            key=key,
-            kernel_name=kernel_name,
-            extra=owner,
-        )
         # ipc "ports" only number the socket files: {ip}-1 ... {ip}-5.
         info = info.with_ports({channel: n for n, channel in enumerate(PORT_FIELDS, start=1)})
         return info, None
     reservation = PortReservation.new(ip, len(PORT_FIELDS))
-    info = ConnectionInfo(transport="tcp", ip=ip, key=key, kernel_name=kernel_name, extra=owner)
     return info.with_ports(dict(zip(PORT_FIELDS, reservation.ports, strict=True))), reservation
 
 
@@ -192,9 +200,10 @@ def _connection(
     """The launch's connection info, the ports held for it, and its JEP 66 socket."""
     if previous is not None:
         return (*_reserve_again(previous), None)
+    curve_keys = curve_keys_for(spec, options.transport_encryption)
     registration: RegistrationSocket | None = None
     if spec.handshake and options.transport == "tcp":
-        registration = RegistrationSocket(options.ip)
+        registration = RegistrationSocket(options.ip, curve_keys=curve_keys)
     info, reservation = new_connection_info(
         kernel_id=kernel_id,
         runtime_dir=runtime_dir,
@@ -202,6 +211,7 @@ def _connection(
         ip=options.ip,
         kernel_name=spec.kernel_name,
         registration_port=registration.port if registration is not None else None,
+        curve_keys=curve_keys,
     )
     return info, reservation, registration
 

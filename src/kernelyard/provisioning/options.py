@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from kernelyard.provisioning.encryption import TransportEncryption, check_mode
 from kernelyard.wire.connection import Transport
 
 __all__ = ["LaunchOptions", "StderrSink", "forward_to_stderr"]
@@ -56,6 +57,12 @@ class LaunchOptions:
     kill_grace: float = 1.0
     #: Fork kernels that preload from a fork server when the provisioner has one.
     fork: bool = True
+    #: CurveZMQ for new kernels: "disabled", "auto" (when the kernelspec supports it) or
+    #: "required" (a kernelspec without support fails to start); see ``encryption``.
+    transport_encryption: TransportEncryption = "disabled"
+
+    def __post_init__(self) -> None:
+        check_mode(self.transport_encryption)
 
     def environment(self) -> Mapping[str, str]:
         """The base environment the kernelspec's env is applied to."""

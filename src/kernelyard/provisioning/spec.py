@@ -36,6 +36,8 @@ class LaunchSpec:
     #: Modules a fork server imports once, so that the kernel can be forked from
     #: it instead of spawned (see :mod:`kernelyard.provisioning.forkserver`).
     preload: tuple[str, ...] = ()
+    #: The kernel takes CurveZMQ keys (``"curve"`` in ``metadata.supported_encryption``).
+    supports_curve: bool = False
 
 
 def format_argv(

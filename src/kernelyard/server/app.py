@@ -52,7 +52,10 @@ async def local_backend(settings: ServerSettings) -> AsyncIterator[KernelBackend
     """
     async with MultiKernelManager(
         default_type_id=settings.default_kernel,
-        options=LaunchOptions(startup_timeout=settings.kernel_info_timeout),
+        options=LaunchOptions(
+            startup_timeout=settings.kernel_info_timeout,
+            transport_encryption=settings.transport_encryption,
+        ),
     ) as kernels:
         try:
             await kernels.warm_up()

@@ -84,6 +84,9 @@ class ServedKernel:
         }
         if bridge.reason:
             model["reason"] = bridge.reason
+        encrypted = bridge.channels.encrypted
+        if encrypted is not None:  # not in jupyter_server's model; clients ignore it
+            model["encrypted"] = encrypted
         return model
 
 

@@ -37,6 +37,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "connections": {"type": "integer", "minimum": 0},
             "reason": {"type": "string"},
+            "encrypted": {
+                "type": "boolean",
+                "description": "the server's connection to the kernel is CurveZMQ-encrypted "
+                "(kernelyard; absent when the kernel is a gateway's)",
+            },
         },
         "additionalProperties": False,
     },

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernelyard.provisioning.encryption import TransportEncryption, check_mode
+
 __all__ = ["ServerSettings"]
 
 MiB = 1 << 20
@@ -51,6 +53,11 @@ class ServerSettings:
         "An exception occurred at runtime, which is not shown due to security reasons.",
         "the traceback clients see when tracebacks are not allowed",
     )
+    transport_encryption: TransportEncryption = knob(  # noqa: RUF009 (knob() is a field())
+        "disabled",
+        "CurveZMQ for the kernels the server starts: auto (when the kernelspec supports it) "
+        "or required (a kernelspec without support fails to start)",
+    )
     kernel_info_timeout: float = knob(60.0, "seconds a restart waits for the kernel to answer")
     shutdown_timeout: float = knob(10.0, "seconds the server waits for kernels when it stops")
 
@@ -82,3 +89,4 @@ class ServerSettings:
         object.__setattr__(self, "base_url", base if base == "/" else base + "/")
         if self.cull_interval <= 0:
             object.__setattr__(self, "cull_interval", 300.0)
+        check_mode(self.transport_encryption)

@@ -52,6 +52,7 @@ class FakeChannels:
         self._held: list[tuple[Channel, list[Frame]]] = []
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
+        self.encrypted = False  # no sockets at all
 
     async def __aenter__(self) -> Self:
         self._unsubscribe = self._kernel.lifecycle.subscribe(self._on_change)

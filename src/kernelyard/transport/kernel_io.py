@@ -14,7 +14,9 @@ and the heartbeat, then runs two threads:
   ping. The proxy runs without the GIL, so the heartbeat keeps answering while
   user code holds the interpreter.
 
-No other thread ever touches a socket. IOPub never drops: the XPUB has no send
+With a key pair in the connection info, every bound socket is a Curve
+server (:mod:`.curve`), and so is the registration REQ a Curve client of the
+launcher's socket. No other thread ever touches a socket. IOPub never drops: the XPUB has no send
 high-water mark (the kernel coalesces output, so the message count stays low).
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 import zmq
 
 from kernelyard.errors import ConnectionInfoError
+from kernelyard.transport.curve import check_keypair, secure_client, secure_server
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
 from kernelyard.wire.frame import Frames
@@ -98,16 +101,18 @@ class KernelSockets:
 
     def bind(self) -> ConnectionInfo:
         """Bind every channel; ports given as 0 are chosen here. Returns the bound info."""
+        check_keypair(self._info.curve_keys)
         ports: dict[Channel, int] = {}
         for channel, kind in _SOCKET_TYPES.items():
             sock: zmq.Socket[bytes] = self._context.socket(kind)
+            self._sockets[channel] = sock
             sock.linger = _CLOSE_LINGER_MS
+            secure_server(sock, self._info.curve_keys)
             if channel is Channel.IOPUB:
                 sock.sndhwm = 0  # never drop; output is coalesced upstream
                 sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # report every subscriber
             if channel is Channel.SHELL or channel is Channel.CONTROL:
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its id
-            self._sockets[channel] = sock
             ports[channel] = self._bind_one(sock, self._info.ports[channel])
         self._info = self._info.with_ports(ports)
         return self._info
@@ -147,6 +152,7 @@ class KernelSockets:
         sock: zmq.Socket[bytes] = self._context.socket(zmq.REQ)
         sock.linger = 0
         try:
+            secure_client(sock, self._info.curve_keys)
             sock.connect(endpoint)
             sock.send_multipart(frames)
             if not sock.poll(int(timeout * 1000)):

@@ -5,7 +5,9 @@ and a ``registration_port``. It binds random ports itself, connects to the
 registration socket and sends a signed ``handshake_request`` whose content
 holds its five ``*_port`` fields; the launcher answers ``handshake_reply``
 (``status: ok``) and connects. Nobody else can take the ports in between,
-because they were bound before anyone learned them.
+because they were bound before anyone learned them. For an encrypted kernel
+the socket is a Curve server with the kernel's key pair, so the handshake is
+encrypted too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import TypeGuard
 import zmq
 
 from kernelyard.errors import RemoteProtocolError
+from kernelyard.transport.curve import secure_server
 from kernelyard.transport.sockets import context
 from kernelyard.transport.stream import ChannelStream, map_zmq_errors
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.codec import decode, encode
-from kernelyard.wire.connection import PORT_FIELDS
+from kernelyard.wire.connection import PORT_FIELDS, CurveKeys
 from kernelyard.wire.message import Message, MessageFactory
 from kernelyard.wire.signing import Signer
 
@@ -29,12 +32,13 @@ __all__ = ["RegistrationSocket"]
 class RegistrationSocket:
     """A ROUTER on a random tcp port of ``ip`` that takes one kernel's registration."""
 
-    def __init__(self, ip: str) -> None:
+    def __init__(self, ip: str, *, curve_keys: CurveKeys | None = None) -> None:
         with map_zmq_errors(Channel.CONTROL):
             socket: zmq.Socket[bytes] = context().socket(zmq.ROUTER)
             socket.linger = 0
             host = f"[{ip}]" if ":" in ip else ip
             try:
+                secure_server(socket, curve_keys)
                 self.port = socket.bind_to_random_port(f"tcp://{host}", max_tries=1000)
             except BaseException:
                 socket.close(linger=0)

@@ -4,13 +4,15 @@ shell, control and stdin are DEALERs sharing one routing identity (the
 kernel sends ``input_request`` on stdin to the identity that sent the
 execute on shell); iopub is a SUB subscribed to everything *before* it
 connects, so nothing published after the connection is missed; the
-heartbeat is a REQ (see :mod:`.heartbeat`).
+heartbeat is a REQ (see :mod:`.heartbeat`). An encrypted connection makes
+each a Curve client of the kernel (:mod:`.curve`).
 """
 
 from __future__ import annotations
 
 import zmq
 
+from kernelyard.transport.curve import secure_client
 from kernelyard.transport.stream import ChannelStream, map_zmq_errors
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
@@ -60,6 +62,7 @@ def open_channel(
                 socket.setsockopt(zmq.IMMEDIATE, 1)
             if channel is Channel.IOPUB:
                 socket.setsockopt(zmq.SUBSCRIBE, b"")
+            secure_client(socket, info.curve_keys)
             socket.connect(info.endpoint(channel))
         except BaseException:
             socket.close(linger=0)

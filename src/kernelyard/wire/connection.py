@@ -6,6 +6,13 @@ This is the model and its JSON form only; reading and writing connection files
 Port 0 means "not bound yet": a kernel given port 0 picks its own port and
 reports it. For ``ipc`` the "ip" is a path prefix and each port a number that
 makes the socket file ``{ip}-{port}``, as jupyter_client does it.
+
+``curve_publickey`` and ``curve_secretkey`` (CurveZMQ, as jupyter_client 8.10
+writes them: Z85 text of 40 characters each, given together or not at all)
+make the connection encrypted: the kernel's bound sockets are Curve servers
+with this key pair, and clients use its public key as the server key. The
+manager makes one pair per kernel and keeps it across restarts, like the HMAC
+key; neither key shows in the repr.
 """
 
 from __future__ import annotations
@@ -20,9 +27,19 @@ from kernelyard.wire.channel import Channel
 from kernelyard.wire.jsonutil import dumps, loads_object
 from kernelyard.wire.signing import DEFAULT_SIGNATURE_SCHEME, Signer, digest_name
 
-__all__ = ["PORT_FIELDS", "REGISTRATION_FIELD", "ConnectionInfo", "Transport"]
+__all__ = [
+    "CURVE_FIELDS",
+    "PORT_FIELDS",
+    "REGISTRATION_FIELD",
+    "ConnectionInfo",
+    "CurveKeys",
+    "Transport",
+    "check_curve_key",
+]
 
 Transport = Literal["tcp", "ipc"]
+#: A CurveZMQ key pair, (public, secret), each 40 characters of Z85 text.
+CurveKeys = tuple[bytes, bytes]
 
 #: Connection-file field of each channel's port.
 PORT_FIELDS: dict[Channel, str] = {
@@ -35,7 +52,24 @@ PORT_FIELDS: dict[Channel, str] = {
 
 #: The field naming the launcher's registration socket (JEP 66 handshake).
 REGISTRATION_FIELD = "registration_port"
-_KNOWN = {*PORT_FIELDS.values(), "transport", "ip", "key", "signature_scheme", "kernel_name"}
+#: The CurveZMQ key pair's fields, in the order they are checked.
+CURVE_FIELDS = ("curve_publickey", "curve_secretkey")
+_KNOWN = {
+    *PORT_FIELDS.values(),
+    *CURVE_FIELDS,
+    "transport",
+    "ip",
+    "key",
+    "signature_scheme",
+    "kernel_name",
+}
+#: Z85 (ZeroMQ RFC 32): 85 printable characters, 5 for every 4 bytes; a Curve key is
+#: 32 bytes, so 40 characters.
+Z85_ALPHABET = (
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+)
+CURVE_KEY_LENGTH = 40
+_Z85_VALUE = {ord(c): i for i, c in enumerate(Z85_ALPHABET)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +83,13 @@ class ConnectionInfo:
     stdin_port: int = 0
     control_port: int = 0
     hb_port: int = 0
-    key: bytes = b""
+    key: bytes = field(default=b"", repr=False)
     signature_scheme: str = DEFAULT_SIGNATURE_SCHEME
     kernel_name: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The kernel's CurveZMQ key pair (Z85); empty when the connection is not encrypted.
+    curve_publickey: bytes = field(default=b"", repr=False)
+    curve_secretkey: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "ipc"):
@@ -71,6 +108,25 @@ class ConnectionInfo:
         if len(bound) != len(set(bound)):
             raise ConnectionInfoError(f"two channels share a port: {sorted(bound)}")
         digest_name(self.signature_scheme)
+        for name in CURVE_FIELDS:
+            value = getattr(self, name)
+            if value:
+                check_curve_key(name, value)
+        if bool(self.curve_publickey) != bool(self.curve_secretkey):
+            given, missing = CURVE_FIELDS if self.curve_publickey else CURVE_FIELDS[::-1]
+            raise ConnectionInfoError(
+                f"{given} is given without {missing}: an encrypted connection needs both"
+            )
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the connection uses CurveZMQ (the key pair is given)."""
+        return bool(self.curve_secretkey)
+
+    @property
+    def curve_keys(self) -> CurveKeys | None:
+        """The (public, secret) Curve key pair, or None when not encrypted."""
+        return (self.curve_publickey, self.curve_secretkey) if self.curve_secretkey else None
 
     @property
     def ports(self) -> dict[Channel, int]:
@@ -115,6 +171,9 @@ class ConnectionInfo:
                 "kernel_name": self.kernel_name,
             }
         )
+        if self.encrypted:
+            data["curve_publickey"] = self.curve_publickey.decode("ascii")
+            data["curve_secretkey"] = self.curve_secretkey.decode("ascii")
         return data
 
     def to_json(self) -> bytes:
@@ -136,6 +195,7 @@ class ConnectionInfo:
         for name in ("transport", "ip", "signature_scheme", "kernel_name"):
             if name in data and not isinstance(data[name], str):
                 raise ConnectionInfoError(f"{name} must be a string, not {data[name]!r}")
+        public, secret = (_key_field(data, name) for name in CURVE_FIELDS)
         return cls(
             transport=data.get("transport", "tcp"),
             ip=data.get("ip", "127.0.0.1"),
@@ -143,6 +203,8 @@ class ConnectionInfo:
             signature_scheme=data.get("signature_scheme", DEFAULT_SIGNATURE_SCHEME),
             kernel_name=data.get("kernel_name", ""),
             extra={k: v for k, v in data.items() if k not in _KNOWN},
+            curve_publickey=public,
+            curve_secretkey=secret,
             **{name: data.get(name, 0) for name in PORT_FIELDS.values()},
         )
 
@@ -153,3 +215,39 @@ class ConnectionInfo:
         except MalformedMessage as exc:
             raise ConnectionInfoError(str(exc)) from exc
         return cls.from_dict(data)
+
+
+def _key_field(data: Mapping[str, Any], name: str) -> bytes:
+    """A Curve key field as bytes (b"" when missing or null); a non-string is an error."""
+    value = data.get(name)
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    raise ConnectionInfoError(f"{name} must be a string, not {type(value).__name__}")
+
+
+def check_curve_key(name: str, value: bytes) -> None:
+    """Raise ConnectionInfoError naming ``name`` unless ``value`` is a Z85 Curve key.
+
+    That is 40 characters of the Z85 alphabet whose every group of five encodes
+    a 32-bit number (what ``zmq.curve_keypair()`` makes and jupyter_client writes).
+    """
+    if len(value) != CURVE_KEY_LENGTH:
+        raise ConnectionInfoError(
+            f"{name} must be {CURVE_KEY_LENGTH} characters of Z85 text "
+            f"(a 32-byte CurveZMQ key), not {len(value)}"
+        )
+    for start in range(0, CURVE_KEY_LENGTH, 5):
+        number = 0
+        for position, byte in enumerate(value[start : start + 5], start=start):
+            digit = _Z85_VALUE.get(byte)
+            if digit is None:  # the character itself is not shown: it is part of a secret
+                raise ConnectionInfoError(
+                    f"{name} has a character outside the Z85 alphabet at position {position}"
+                )
+            number = number * 85 + digit
+        if number > 0xFFFFFFFF:
+            raise ConnectionInfoError(f"{name} is not valid Z85 (a group exceeds 32 bits)")

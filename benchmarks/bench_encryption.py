@@ -1,0 +1,206 @@
+"""What CurveZMQ costs: each stack with and without ``transport_encryption``, in one run.
+
+Two stacks, each as its users run it: kernelyard's KernelManager and
+KernelClient with the kernelyard kernel (spawned, as a notebook server's
+first kernel of a type is), and jupyter_client's AsyncKernelManager and
+AsyncKernelClient with ipykernel (its installed ``python3`` spec, which
+declares ``supported_encryption``). Each in clear text (``disabled``) and
+encrypted (``required``); rounds rotate the four, so none always runs first.
+
+* start-to-ready: the manager's start and the client's ``wait_for_ready``.
+* round trip: ``execute("pass")`` to its reply, median of ROUND_TRIPS.
+* 100,000 lines: ``for i in range(100000): print(i)`` until idle; every line
+  is counted (jupyter_client's IOPub may drop past ZeroMQ's high-water mark,
+  which the note then says).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import anyio
+from jupyter_client.manager import AsyncKernelManager
+
+from kernelyard.client import KernelClient
+from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kernelspec
+from kernelyard.manager import KernelManager
+from kernelyard.provisioning import LaunchOptions, TransportEncryption
+from kernelyard.wire import Message
+
+from .harness import min_med_max
+
+LINES = 100_000
+ROUND_TRIPS = 200
+TIMEOUT = 120.0
+#: (stack, mode) in the order of the first round.
+CASES: list[tuple[str, TransportEncryption]] = [
+    ("kernelyard", "disabled"),
+    ("kernelyard", "required"),
+    ("jupyter_client + ipykernel", "disabled"),
+    ("jupyter_client + ipykernel", "required"),
+]
+
+
+@dataclass
+class Metric:
+    name: str
+    unit: str
+    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, case: tuple[str, str], value: float) -> None:
+        self.values.setdefault(case, []).append(value)
+
+
+class Ours:
+    """kernelyard's manager and client on the kernelyard kernel."""
+
+    def __init__(self, finder: KernelFinder, mode: TransportEncryption) -> None:
+        options = LaunchOptions(stderr=None, transport_encryption=mode, fork=False)
+        self.manager = KernelManager("kernelyard", finder=finder, options=options)
+        self.client: KernelClient | None = None
+
+    async def start(self) -> None:
+        await self.manager.start()
+        self.client = await self.manager.client().__aenter__()
+        await self.client.wait_for_ready(timeout=TIMEOUT)
+        assert self.manager.connection_info is not None
+        assert self.manager.connection_info.encrypted is (
+            self.manager.options.transport_encryption == "required"
+        )
+
+    async def execute(self) -> None:
+        assert self.client is not None
+        await self.client.execute("pass", timeout=TIMEOUT)
+
+    async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
+        assert self.client is not None
+
+        def hook(msg: Message) -> None:
+            if msg.msg_type == "stream":
+                on_text(msg.content["text"])
+
+        await self.client.execute_interactive(code, output_hook=hook, timeout=TIMEOUT)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        await self.manager.shutdown()
+
+
+class Theirs:
+    """jupyter_client's manager and client on ipykernel."""
+
+    def __init__(self, mode: TransportEncryption) -> None:
+        self.manager = AsyncKernelManager(kernel_name="python3", transport_encryption=mode)
+        self.client: Any = None
+
+    async def start(self) -> None:
+        await self.manager.start_kernel()
+        self.client = self.manager.client()
+        self.client.start_channels()
+        await self.client.wait_for_ready(timeout=TIMEOUT)
+        encrypted = self.manager.curve_publickey is not None
+        assert encrypted is (self.manager.transport_encryption == "required")
+
+    async def execute(self) -> None:
+        await self.client.execute("pass", reply=True, timeout=TIMEOUT)
+
+    async def flood(self, code: str, on_text: Callable[[str], None]) -> None:
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                on_text(msg["content"]["text"])
+
+        await self.client.execute_interactive(code, output_hook=hook, timeout=TIMEOUT)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop_channels()
+        await self.manager.shutdown_kernel()
+
+
+async def _timed(step: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await step()
+    return time.perf_counter() - started
+
+
+async def _one_round(
+    finder: KernelFinder, case: tuple[str, TransportEncryption], metrics: dict[str, Metric]
+) -> None:
+    stack, mode = case
+    side: Ours | Theirs = Ours(finder, mode) if stack == "kernelyard" else Theirs(mode)
+    try:
+        metrics["start"].add(case, await _timed(side.start))
+        await side.execute()  # the first execute warms up what a session warms up once
+        trips = [await _timed(side.execute) for _ in range(ROUND_TRIPS)]
+        metrics["trip"].add(case, statistics.median(trips))
+        chunks: list[str] = []
+        code = f"for i in range({LINES}): print(i)"
+        metrics["lines"].add(case, await _timed(lambda: side.flood(code, chunks.append)))
+        got = "".join(chunks)
+        if got != "".join(f"{i}\n" for i in range(LINES)):
+            lost = LINES - got.count("\n")
+            metrics["lines"].notes.append(f"{stack} {mode}: {lost} lines lost or out of order")
+    finally:
+        with anyio.CancelScope(shield=True):
+            await side.stop()
+
+
+async def run(rounds: int = 3) -> list[Metric]:
+    metrics = {
+        "start": Metric("start-to-ready, spawned", "ms"),
+        "trip": Metric(f"round trip `pass` (median of {ROUND_TRIPS})", "ms"),
+        "lines": Metric(f"{LINES:,} lines to idle", "s"),
+    }
+    with TemporaryDirectory() as tmp:
+        kernels = Path(tmp) / "kernels"
+        install_kernelspec(kernels)
+        finder = KernelFinder([KernelSpecProvider([kernels])], runtime_dir=Path(tmp) / "runtime")
+        for r in range(rounds):
+            for case in CASES[r % len(CASES) :] + CASES[: r % len(CASES)]:
+                await _one_round(finder, case, metrics)
+    return list(metrics.values())
+
+
+def _cost(values: dict[tuple[str, str], list[float]], stack: str) -> str:
+    """Encrypted over clear text, by medians, as a percentage change."""
+    clear, curve = (values.get((stack, mode), []) for mode in ("disabled", "required"))
+    if not clear or not curve:
+        return ""
+    return f"{(statistics.median(curve) / statistics.median(clear) - 1) * 100:+.0f} %"
+
+
+def report(results: list[Metric]) -> str:
+    stacks = list(dict.fromkeys(stack for stack, _ in CASES))
+    lines = [
+        "| benchmark | "
+        + " | ".join(f"{stack} {mode} (min/med/max)" for stack, mode in CASES)
+        + " | "
+        + " | ".join(f"{stack}: encryption costs" for stack in stacks)
+        + " | note |",
+        "|---|" + "---|" * (len(CASES) + len(stacks) + 1),
+    ]
+    for metric in results:
+        scale = 1e3 if metric.unit == "ms" else 1.0
+        cells = [
+            min_med_max([v * scale for v in metric.values.get(case, [])]) or "-" for case in CASES
+        ]
+        costs = [_cost(metric.values, stack) for stack in stacks]
+        note = "; ".join(metric.notes) or (
+            "every line arrived, in order" if metric.unit == "s" else ""
+        )
+        lines.append(
+            f"| {metric.name} ({metric.unit}) | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(costs)
+            + f" | {note} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Whether a new kernel's connection is encrypted: jupyter_client 8.10's rule, as data.
+
+``transport_encryption`` is ``disabled`` (no keys), ``auto`` (keys when the
+kernelspec declares ``"curve"`` in ``metadata.supported_encryption``) or
+``required`` (keys, and a kernelspec that does not declare it fails to start,
+with a :class:`~kernelyard.errors.LaunchError` naming it). The manager makes
+the key pair, once per kernel: a restart relaunches with the connection info
+it already has, keys included, as it does with the HMAC key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeGuard, get_args
+
+from kernelyard.errors import LaunchError
+from kernelyard.provisioning.spec import LaunchSpec
+from kernelyard.transport.curve import new_keypair, require_curve
+from kernelyard.wire.connection import CurveKeys
+
+__all__ = [
+    "ENCRYPTION_MODES",
+    "TransportEncryption",
+    "check_mode",
+    "curve_keys_for",
+    "is_encryption_mode",
+]
+
+TransportEncryption = Literal["disabled", "auto", "required"]
+ENCRYPTION_MODES: tuple[TransportEncryption, ...] = get_args(TransportEncryption)
+
+
+def is_encryption_mode(value: object) -> TypeGuard[TransportEncryption]:
+    return value in ENCRYPTION_MODES
+
+
+def check_mode(mode: TransportEncryption) -> None:
+    """ValueError for a mode that is not one of ENCRYPTION_MODES; EncryptionUnavailable
+    for ``auto`` or ``required`` where libzmq has no Curve (as jupyter_client refuses them).
+    """
+    if not is_encryption_mode(mode):
+        raise ValueError(
+            f"transport_encryption must be one of {', '.join(ENCRYPTION_MODES)}, not {mode!r}"
+        )
+    if mode != "disabled":
+        require_curve(f"transport_encryption={mode!r}")
+
+
+def curve_keys_for(spec: LaunchSpec, mode: TransportEncryption) -> CurveKeys | None:
+    """A fresh key pair for a new kernel of ``spec`` under ``mode``, or None (clear text)."""
+    if mode == "disabled":
+        return None
+    if not spec.supports_curve:
+        if mode == "auto":
+            return None
+        raise LaunchError(
+            f"transport_encryption='required', but kernelspec {spec.kernel_name!r} does not "
+            "declare 'curve' in metadata.supported_encryption",
+            argv=list(spec.argv),
+        )
+    return new_keypair()
