@@ -5,10 +5,15 @@ KernelClient with the kernelyard kernel (spawned, as a notebook server's
 first kernel of a type is), and jupyter_client's AsyncKernelManager and
 AsyncKernelClient with ipykernel (its installed ``python3`` spec, which
 declares ``supported_encryption``). Each in clear text (``disabled``) and
-encrypted (``required``); rounds rotate the four, so none always runs first.
+encrypted (``required``), side by side: in each round both kernels of a
+stack run at once and the round trips alternate between them in BLOCKS turns
+(the machine's drift, which reaches 40 % within minutes here, then weighs on
+both alike); rounds alternate which stack goes first.
 
 * start-to-ready: the manager's start and the client's ``wait_for_ready``.
 * round trip: ``execute("pass")`` to its reply, median of ROUND_TRIPS.
+* start-to-ready and the flood run one mode after the other within a round
+  (the second while the first kernel idles); which goes first alternates.
 * 100,000 lines: ``for i in range(100000): print(i)`` until idle; every line
   is counted (jupyter_client's IOPub may drop past ZeroMQ's high-water mark,
   which the note then says).
@@ -20,11 +25,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import anyio
 from jupyter_client.manager import AsyncKernelManager
 
 from kernelyard.client import KernelClient
@@ -37,6 +42,8 @@ from .harness import min_med_max
 
 LINES = 100_000
 ROUND_TRIPS = 200
+#: The round trips of a round come in this many turns, alternating clear and encrypted.
+BLOCKS = 10
 TIMEOUT = 120.0
 #: (stack, mode) in the order of the first round.
 CASES: list[tuple[str, TransportEncryption]] = [
@@ -131,25 +138,45 @@ async def _timed(step: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - started
 
 
+def _side(finder: KernelFinder, stack: str, mode: TransportEncryption) -> Ours | Theirs:
+    return Ours(finder, mode) if stack == "kernelyard" else Theirs(mode)
+
+
 async def _one_round(
-    finder: KernelFinder, case: tuple[str, TransportEncryption], metrics: dict[str, Metric]
+    finder: KernelFinder, stack: str, metrics: dict[str, Metric], *, first_encrypted: bool
 ) -> None:
-    stack, mode = case
-    side: Ours | Theirs = Ours(finder, mode) if stack == "kernelyard" else Theirs(mode)
+    """One stack, clear text and encrypted side by side: both kernels run at once and
+    take turns, BLOCKS times, so that the machine's drift weighs on both alike.
+    """
+    modes: tuple[TransportEncryption, ...] = ("disabled", "required")
+    if first_encrypted:  # which kernel starts (and floods) while the other one runs
+        modes = modes[::-1]
+    sides = {mode: _side(finder, stack, mode) for mode in modes}
+    trips: dict[str, list[float]] = {mode: [] for mode in modes}
     try:
-        metrics["start"].add(case, await _timed(side.start))
-        await side.execute()  # the first execute warms up what a session warms up once
-        trips = [await _timed(side.execute) for _ in range(ROUND_TRIPS)]
-        metrics["trip"].add(case, statistics.median(trips))
-        chunks: list[str] = []
-        code = f"for i in range({LINES}): print(i)"
-        metrics["lines"].add(case, await _timed(lambda: side.flood(code, chunks.append)))
-        got = "".join(chunks)
-        if got != "".join(f"{i}\n" for i in range(LINES)):
-            lost = LINES - got.count("\n")
-            metrics["lines"].notes.append(f"{stack} {mode}: {lost} lines lost or out of order")
+        for mode, side in sides.items():
+            metrics["start"].add((stack, mode), await _timed(side.start))
+            await side.execute()  # the first execute warms up what a session warms up once
+        for block in range(BLOCKS):
+            for mode in modes if block % 2 else modes[::-1]:
+                side = sides[mode]
+                trips[mode] += [await _timed(side.execute) for _ in range(ROUND_TRIPS // BLOCKS)]
+        for mode in modes:
+            metrics["trip"].add((stack, mode), statistics.median(trips[mode]))
+        for mode in modes:
+            chunks: list[str] = []
+            code = f"for i in range({LINES}): print(i)"
+            flood = partial(sides[mode].flood, code, chunks.append)
+            seconds = await _timed(flood)
+            metrics["lines"].add((stack, mode), seconds)
+            got = "".join(chunks)
+            if got != "".join(f"{i}\n" for i in range(LINES)):
+                lost = LINES - got.count("\n")
+                metrics["lines"].notes.append(f"{stack} {mode}: {lost} lines lost or out of order")
     finally:
-        with anyio.CancelScope(shield=True):
+        # Not in a shielded scope, and last started first: our clients' task groups,
+        # entered in start, are left here, innermost first.
+        for side in reversed(sides.values()):
             await side.stop()
 
 
@@ -159,13 +186,14 @@ async def run(rounds: int = 3) -> list[Metric]:
         "trip": Metric(f"round trip `pass` (median of {ROUND_TRIPS})", "ms"),
         "lines": Metric(f"{LINES:,} lines to idle", "s"),
     }
+    stacks = list(dict.fromkeys(stack for stack, _ in CASES))
     with TemporaryDirectory() as tmp:
         kernels = Path(tmp) / "kernels"
         install_kernelspec(kernels)
         finder = KernelFinder([KernelSpecProvider([kernels])], runtime_dir=Path(tmp) / "runtime")
         for r in range(rounds):
-            for case in CASES[r % len(CASES) :] + CASES[: r % len(CASES)]:
-                await _one_round(finder, case, metrics)
+            for stack in stacks[r % 2 :] + stacks[: r % 2]:
+                await _one_round(finder, stack, metrics, first_encrypted=r // 2 % 2 == 1)
     return list(metrics.values())
 
 
