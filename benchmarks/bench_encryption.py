@@ -8,7 +8,8 @@ declares ``supported_encryption``). Each in clear text (``disabled``) and
 encrypted (``required``), side by side: in each round both kernels of a
 stack run at once and the round trips alternate between them in BLOCKS turns
 (the machine's drift, which reaches 40 % within minutes here, then weighs on
-both alike); rounds alternate which stack goes first.
+both alike); which mode starts first alternates every round, which stack
+every two.
 
 * start-to-ready: the manager's start and the client's ``wait_for_ready``.
 * round trip: ``execute("pass")`` to its reply, median of ROUND_TRIPS.
@@ -199,8 +200,9 @@ async def run(rounds: int = 3) -> list[Metric]:
         install_kernelspec(kernels)
         finder = KernelFinder([KernelSpecProvider([kernels])], runtime_dir=Path(tmp) / "runtime")
         for r in range(rounds):
-            for stack in stacks[r % 2 :] + stacks[: r % 2]:
-                await _one_round(finder, stack, metrics, first_encrypted=r // 2 % 2 == 1)
+            # Which mode goes first alternates every round, which stack every two.
+            for stack in stacks[r // 2 % 2 :] + stacks[: r // 2 % 2]:
+                await _one_round(finder, stack, metrics, first_encrypted=r % 2 == 1)
     return list(metrics.values())
 
 

@@ -40,7 +40,7 @@ SIDEWAYS: set[tuple[str, str]] = {
     ("manager", "client"),
     ("manager", "gateway"),  # run_kernel(gateway=...): the same helper for remote kernels
     ("gateway", "client"),  # a KernelClient over a remote kernel's WebSocket
-    ("provisioning", "transport"),  # the JEP 66 registration socket
+    ("provisioning", "transport"),  # the JEP 66 registration socket; Curve key pairs
 }
 #: Packages nobody imports (the root package re-exports, __main__ runs the cli).
 UNIMPORTABLE = {"blocking": {"__init__"}, "cli": {"__main__"}}

@@ -10,7 +10,7 @@ The tree::
     │       └── InvalidSignature      HMAC missing or wrong
     │           └── ReplayedMessage   a valid signature seen before
     ├── ConnectionInfoError           a connection file or dict that cannot be used (ValueError)
-    │   └── EncryptionUnavailable     CurveZMQ is asked for, but this libzmq lacks it
+    ├── EncryptionUnavailable         CurveZMQ is asked for, but this libzmq lacks it (RuntimeError)
     ├── KernelSpecError               a kernelspec that cannot be used
     │   └── NoSuchKernelSpec          no kernel type by that name (LookupError)
     ├── NoSuchKernel                  no running kernel by that id (LookupError)
@@ -106,7 +106,7 @@ class ConnectionInfoError(KernelyardError, ValueError):
         self.path = path
 
 
-class EncryptionUnavailable(ConnectionInfoError):
+class EncryptionUnavailable(KernelyardError, RuntimeError):
     """CurveZMQ encryption is asked for (a connection's keys, ``transport_encryption``),
     but the libzmq under pyzmq was built without it (``zmq.has("curve")`` is false).
     """

@@ -29,11 +29,23 @@ from kernelyard.discovery.ownkernel import PRELOAD, install_kernelspec
 from kernelyard.errors import ConnectionInfoError, LaunchError, ReplyTimeout
 from kernelyard.manager import KernelManager, MultiKernelManager
 from kernelyard.manager.hl import running_kernel
-from kernelyard.provisioning import LaunchOptions, read_connection_file
-from kernelyard.wire import ConnectionInfo, Message
+from kernelyard.provisioning import (
+    LaunchOptions,
+    SubprocessProvisioner,
+    TransportEncryption,
+    read_connection_file,
+)
+from kernelyard.wire import ConnectionInfo, Message, Transport
 
 from ..helpers import Collect, make_spec_dir, run_python, running
-from .serverutil import Server, kernel_socket, running_server, start_kernel, stream_text
+from .serverutil import (
+    Server,
+    kernel_socket,
+    running_jupyter_server,
+    running_server,
+    start_kernel,
+    stream_text,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -111,16 +123,21 @@ async def drive(manager: KernelManager, client: KernelClient) -> None:
     await client.wait_for_ready(timeout=60)
     assert manager.connection_info is not None
     assert manager.connection_info.curve_keys == info.curve_keys
+    assert read_connection_file(path).curve_keys == info.curve_keys
     reply = await client.execute("kept", timeout=30)
     assert reply.content["status"] == "error"  # a new process: the namespace is gone
     assert reply.content["ename"] == "NameError"
 
 
-@pytest.mark.parametrize("kernel", ["ipykernel-curve", "kernelyard-curve"])
+@pytest.mark.parametrize(
+    ("kernel", "transport"),
+    [("ipykernel-curve", "tcp"), ("kernelyard-curve", "tcp"), ("kernelyard-curve", "ipc")],
+)
 async def test_our_manager_and_client_drive_an_encrypted_kernel(
-    curve_finder: KernelFinder, kernel: str
+    curve_finder: KernelFinder, kernel: str, transport: Transport
 ) -> None:
-    async with running_kernel(kernel, finder=curve_finder, options=REQUIRED) as (manager, client):
+    options = replace(REQUIRED, transport=transport)
+    async with running_kernel(kernel, finder=curve_finder, options=options) as (manager, client):
         info = await client.kernel_info(timeout=30)
         if kernel.startswith("kernelyard"):
             assert info.content["encrypted"] is True
@@ -159,6 +176,27 @@ async def test_required_fails_at_start_for_a_kernelspec_without_support(
     with pytest.raises(LaunchError, match=r"kernelspec 'python3' does not declare 'curve'"):
         await manager.start()
     assert not runtime_dir.exists() or list(runtime_dir.iterdir()) == []
+
+
+class IgnoresEncryption(SubprocessProvisioner):
+    """Someone else's provisioner that does not apply ``transport_encryption``."""
+
+    async def start(self, spec: Any, **kwargs: Any) -> Any:
+        options = replace(kwargs.pop("options"), transport_encryption="disabled")
+        return await super().start(spec, options=options, **kwargs)
+
+
+async def test_required_refuses_a_kernel_that_its_provisioner_left_in_clear_text(
+    curve_finder: KernelFinder, runtime_dir: Path
+) -> None:
+    provisioner = IgnoresEncryption(runtime_dir)
+    manager = KernelManager(
+        "kernelyard-curve", finder=curve_finder, options=REQUIRED, provisioner=provisioner
+    )
+    with pytest.raises(LaunchError, match="started kernel 'kernelyard-curve' without CurveZMQ"):
+        await manager.start()
+    assert manager.process is not None
+    assert not manager.process.is_alive()
 
 
 # -- jupyter_client 8.10 drives our kernel ---------------------------------------------
@@ -242,6 +280,27 @@ def test_jupyter_client_with_required_encryption_drives_our_kernel(tmp_path: Pat
     assert list((tmp_path / "runtime").glob("kernel-*.json")) == []
 
 
+async def test_jupyter_server_with_required_encryption_serves_our_kernel(tmp_path: Path) -> None:
+    install_kernelspec(tmp_path / "data" / "kernels")  # JUPYTER_DATA_DIR of the server
+    encrypting = "--MappingKernelManager.transport_encryption=required"
+    with running_jupyter_server(tmp_path, encrypting, token="curve-token") as server:
+        async with server.http() as http:
+            model = await start_kernel(http, "kernelyard")
+            try:
+                async with kernel_socket(server, model["id"]) as ws:
+                    reply, outputs = await ws.execute("print('behind', 'jupyter_server')")
+                    assert reply.content["status"] == "ok"
+                    assert stream_text(outputs) == "behind jupyter_server\n"
+                    info = ws.message("kernel_info_request")
+                    await ws.send(info)
+                    with anyio.fail_after(30):
+                        while (got := await ws.receive()).msg_type != "kernel_info_reply":
+                            pass
+                    assert got.content["encrypted"] is True
+            finally:
+                await http.delete(f"api/kernels/{model['id']}")
+
+
 # -- proof on the wire ---------------------------------------------------------------
 
 
@@ -300,12 +359,13 @@ async def recording_relay(info: ConnectionInfo) -> AsyncIterator[tuple[Connectio
 MARKER = "kernelyard-curve-marker"
 
 
+@pytest.mark.parametrize("kernel", ["kernelyard-curve", "ipykernel-curve"])
 @pytest.mark.parametrize("encryption", ["disabled", "required"])
 async def test_the_wire_shows_output_only_without_encryption(
-    curve_finder: KernelFinder, encryption: str
+    curve_finder: KernelFinder, kernel: str, encryption: TransportEncryption
 ) -> None:
     options = replace(REQUIRED, transport_encryption=encryption)
-    async with running_kernel("kernelyard-curve", finder=curve_finder, options=options) as (
+    async with running_kernel(kernel, finder=curve_finder, options=options) as (
         manager,
         _,
     ):
@@ -430,10 +490,32 @@ def test_serve_rejects_an_unknown_mode(tmp_path: Path) -> None:
     assert "invalid choice: 'always'" in serve.stderr
 
 
-@pytest.mark.parametrize("kernel", ["kernelyard", "python3"])
-def test_kernelyard_run_with_required_encryption(tmp_path: Path, kernel: str) -> None:
+@pytest.mark.parametrize("command", [["serve"], ["run", "python3", "-c", "1"]])
+def test_encryption_with_a_gateway_is_the_gateways_to_set(command: list[str]) -> None:
+    # Refused at start, before anything is started or the gateway is asked.
+    gateway = ["--gateway-url", "http://127.0.0.1:9", "--transport-encryption", "required"]
+    done = run_python("-m", "kernelyard", command[0], *gateway, *command[1:], timeout=60)
+    assert done.returncode == 1
+    assert "cannot apply here: set the gateway's own" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kernel", "transport"), [("kernelyard", "tcp"), ("python3", "tcp"), ("kernelyard", "ipc")]
+)
+def test_kernelyard_run_with_required_encryption(
+    tmp_path: Path, kernel: str, transport: str
+) -> None:
     env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ip")}
-    args = ["-m", "kernelyard", "run", "--transport", "tcp", "--transport-encryption", "required"]
+    args = [
+        "-m",
+        "kernelyard",
+        "run",
+        "--transport",
+        transport,
+        "--transport-encryption",
+        "Required",
+    ]
     done = run_python(*args, kernel, "-c", "print('encrypted run')", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "encrypted run\n"

@@ -13,6 +13,8 @@ from kernelyard.provisioning import ENCRYPTION_MODES, LaunchOptions
 from kernelyard.provisioning.encryption import curve_keys_for
 from kernelyard.transport import open_channel
 from kernelyard.transport.curve import check_keypair, new_keypair
+from kernelyard.transport.kernel_io import KernelSockets
+from kernelyard.transport.registration import RegistrationSocket
 from kernelyard.wire import Channel, ConnectionInfo
 
 
@@ -41,15 +43,20 @@ def test_the_rule_by_mode_and_kernelspec() -> None:
     assert curve_keys_for(curve, "disabled") is None
     assert curve_keys_for(plain, "disabled") is None
     assert curve_keys_for(plain, "auto") is None
-    public, secret = curve_keys_for(curve, "auto") or (b"", b"")
-    check_keypair((public, secret))  # a real pair: the public key is the secret key's
-    assert curve_keys_for(curve, "required") != (public, secret)  # fresh per kernel
+    pair = curve_keys_for(curve, "auto")
+    assert pair is not None
+    check_keypair(pair)  # a real pair: the public key is the secret key's
+    again = curve_keys_for(curve, "required")
+    assert again is not None
+    assert again != pair  # fresh per kernel
     with pytest.raises(LaunchError, match="kernelspec 'k' does not declare 'curve'"):
         curve_keys_for(plain, "required")
 
 
 def test_a_mode_that_does_not_exist_is_refused() -> None:
     assert ENCRYPTION_MODES == ("disabled", "auto", "required")
+    # Any case, as jupyter_client's CaselessStrEnum takes it.
+    assert LaunchOptions(transport_encryption="Required").transport_encryption == "required"  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="transport_encryption must be one of"):
         LaunchOptions(transport_encryption="always")  # type: ignore[arg-type]
 
@@ -77,3 +84,11 @@ def test_without_curve_in_libzmq_every_use_is_a_clear_error(
     encrypted = ConnectionInfo(shell_port=1, curve_publickey=public, curve_secretkey=secret)
     with pytest.raises(EncryptionUnavailable, match="an encrypted connection needs CurveZMQ"):
         open_channel(encrypted, Channel.SHELL)
+    with pytest.raises(EncryptionUnavailable):
+        RegistrationSocket("127.0.0.1", curve_keys=(public, secret))
+    sockets = KernelSockets(encrypted.with_ports({Channel.SHELL: 0}), {}, on_subscribe=print)
+    try:
+        with pytest.raises(EncryptionUnavailable):
+            sockets.bind()
+    finally:
+        sockets.close()

@@ -29,7 +29,7 @@ import orjson
 from kernelyard.errors import GatewaySettingError
 from kernelyard.gateway import GatewaySettings
 
-__all__ = ["add_arguments", "gateway_settings"]
+__all__ = ["add_arguments", "gateway_settings", "refuse_local_encryption"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ def add_arguments(
         else:
             metavar = "A,B" if kind is frozenset else ("JSON" if item.name == "headers" else None)
             group.add_argument(_flag(item.name), default=None, metavar=metavar, help=text)
+
+
+def refuse_local_encryption(remote: GatewaySettings | None, transport_encryption: str) -> None:
+    """With a gateway, CurveZMQ is the gateway's to set (it starts and connects to the
+    kernels): asking for it here is an error, not a silent no-op.
+    """
+    if remote is not None and transport_encryption != "disabled":
+        raise GatewaySettingError(
+            "url",
+            remote.url,
+            f"starts the kernels, so --transport-encryption {transport_encryption} cannot "
+            "apply here: set the gateway's own (jupyter_server: "
+            "--MappingKernelManager.transport_encryption)",
+        )
 
 
 def gateway_settings(

@@ -51,6 +51,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--transport-encryption",
+        type=str.lower,
         choices=ENCRYPTION_MODES,
         default="disabled",
         help="CurveZMQ between this command and the kernel: auto (when the kernelspec "
@@ -131,6 +132,7 @@ async def _run(args: argparse.Namespace, code: str, remote_settings: GatewaySett
 
 def run(args: argparse.Namespace) -> int:
     remote_settings = gateway.gateway_settings(args, os.environ)  # bad values fail here
+    gateway.refuse_local_encryption(remote_settings, args.transport_encryption)
     if args.code is not None:
         code = args.code
     else:

@@ -77,7 +77,11 @@ def add_parser(commands: Any) -> None:
             )
         elif typing.get_origin(kind) is typing.Literal:
             parser.add_argument(
-                _flag(item.name), choices=typing.get_args(kind), default=default, help=help_
+                _flag(item.name),
+                type=str.lower,
+                choices=typing.get_args(kind),
+                default=default,
+                help=help_,
             )
         else:
             base = str if isinstance(kind, types.UnionType) else kind  # str | None
@@ -111,6 +115,7 @@ def settings_from(args: argparse.Namespace, environ: typing.Mapping[str, str]) -
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, os.environ)
     remote = gateway.gateway_settings(args, os.environ)  # bad values fail here, at start
+    gateway.refuse_local_encryption(remote, settings.transport_encryption)
     events = EventBus()
     backend = (
         local_backend

@@ -11,6 +11,7 @@ group ``kernelyard.providers``; the entry point's name is the provider id.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -99,6 +100,20 @@ IPYKERNEL_PRELOAD = (
 )
 
 
+#: The first ipykernel that takes CurveZMQ keys (and says so in its own kernelspec).
+IPYKERNEL_CURVE = (7, 4)
+
+
+def _ipykernel_encryption() -> dict[str, list[str]]:
+    """``supported_encryption`` as the installed ipykernel's own kernelspec declares it."""
+    try:
+        version = importlib.metadata.version("ipykernel")
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return {"supported_encryption": ["curve"]} if numbers >= IPYKERNEL_CURVE else {}
+
+
 class PythonEnvProvider:
     """Kernels importable in the running Python environment, offered without any install.
 
@@ -119,7 +134,11 @@ class PythonEnvProvider:
                 argv=(sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"),
                 display_name=f"Python {sys.version_info.major} (ipykernel)",
                 language="python",
-                metadata={"debugger": True, "kernelyard": {"preload": list(IPYKERNEL_PRELOAD)}},
+                metadata={
+                    "debugger": True,
+                    "kernelyard": {"preload": list(IPYKERNEL_PRELOAD)},
+                    **_ipykernel_encryption(),
+                },
                 kernel_protocol_version="5.5",
                 resource_dir=package_dir / "resources",
             )

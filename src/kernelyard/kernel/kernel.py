@@ -261,8 +261,9 @@ class Kernel:
                 "kernel subshells",
                 *(["debugger"] if self.debugger.available else []),
             ],
-            # Not in the protocol (yet): what the kernelspec's metadata says, and whether
-            # this kernel's own connection is encrypted.
+            # Not in the protocol (yet): the encryptions this kernel can take (Curve when
+            # its libzmq has it; the kernelspec declares the same), and whether this
+            # connection is encrypted.
             "supported_encryption": ["curve"] if curve_supported() else [],
             "encrypted": self.encrypted,
         }

@@ -92,6 +92,7 @@ class ManagedChannels:
 
     @property
     def encrypted(self) -> bool:
+        """True when the kernel's connection info has Curve keys (kept across restarts)."""
         info = self._manager.connection_info
         return info is not None and info.encrypted
 

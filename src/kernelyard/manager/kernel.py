@@ -230,6 +230,7 @@ class KernelManager:
         self.death = None
         process.on_exit(lambda: self._on_exit(process))
         try:
+            self._check_encrypted(process)
             await self._await_answer(process)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -238,6 +239,19 @@ class KernelManager:
                 process.cleanup(remove_connection_file=False)
             raise
         process.release_ports()
+
+    def _check_encrypted(self, process: ProvisionedKernel) -> None:
+        """LaunchError if ``required`` encryption left the kernel in clear text (a
+        provisioner of someone else's that does not apply the option).
+        """
+        if self.options.transport_encryption == "required" and not (
+            process.connection_info.encrypted
+        ):
+            raise LaunchError(
+                f"transport_encryption='required', but the provisioner started kernel "
+                f"{self.type_id!r} without CurveZMQ keys",
+                argv=process.argv,
+            )
 
     async def _await_answer(self, process: ProvisionedKernel) -> None:
         """Wait for the first ``kernel_info_reply``, racing the process's exit."""

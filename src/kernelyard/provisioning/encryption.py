@@ -17,32 +17,30 @@ from kernelyard.provisioning.spec import LaunchSpec
 from kernelyard.transport.curve import new_keypair, require_curve
 from kernelyard.wire.connection import CurveKeys
 
-__all__ = [
-    "ENCRYPTION_MODES",
-    "TransportEncryption",
-    "check_mode",
-    "curve_keys_for",
-    "is_encryption_mode",
-]
+__all__ = ["ENCRYPTION_MODES", "TransportEncryption", "curve_keys_for", "encryption_mode"]
 
 TransportEncryption = Literal["disabled", "auto", "required"]
 ENCRYPTION_MODES: tuple[TransportEncryption, ...] = get_args(TransportEncryption)
 
 
-def is_encryption_mode(value: object) -> TypeGuard[TransportEncryption]:
-    return value in ENCRYPTION_MODES
+def encryption_mode(value: str) -> TransportEncryption:
+    """``value`` as a mode, in any case (as jupyter_client's CaselessStrEnum takes it).
 
-
-def check_mode(mode: TransportEncryption) -> None:
-    """ValueError for a mode that is not one of ENCRYPTION_MODES; EncryptionUnavailable
-    for ``auto`` or ``required`` where libzmq has no Curve (as jupyter_client refuses them).
+    ValueError for anything but ENCRYPTION_MODES; EncryptionUnavailable for ``auto``
+    or ``required`` where libzmq has no Curve (jupyter_client refuses them too).
     """
-    if not is_encryption_mode(mode):
+    mode = value.strip().lower() if isinstance(value, str) else value
+    if not _is_mode(mode):
         raise ValueError(
-            f"transport_encryption must be one of {', '.join(ENCRYPTION_MODES)}, not {mode!r}"
+            f"transport_encryption must be one of {', '.join(ENCRYPTION_MODES)}, not {value!r}"
         )
     if mode != "disabled":
         require_curve(f"transport_encryption={mode!r}")
+    return mode
+
+
+def _is_mode(value: object) -> TypeGuard[TransportEncryption]:
+    return value in ENCRYPTION_MODES
 
 
 def curve_keys_for(spec: LaunchSpec, mode: TransportEncryption) -> CurveKeys | None:

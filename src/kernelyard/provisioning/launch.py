@@ -78,9 +78,9 @@ def new_connection_info(
     them and registers them (JEP 66), so nothing is reserved.
     """
     owner: dict[str, int] = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
-    registers = registration_port is not None and transport == "tcp"
-    if registration_port is not None and registers:
+    if registration_port is not None and transport == "tcp":
         owner[REGISTRATION_FIELD] = registration_port
+    registers = REGISTRATION_FIELD in owner
     public, secret = curve_keys or (b"", b"")
     info = ConnectionInfo(
         transport=transport,

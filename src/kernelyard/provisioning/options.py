@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kernelyard.provisioning.encryption import TransportEncryption, check_mode
+from kernelyard.provisioning.encryption import TransportEncryption, encryption_mode
 from kernelyard.wire.connection import Transport
 
 __all__ = ["LaunchOptions", "StderrSink", "forward_to_stderr"]
@@ -62,7 +62,8 @@ class LaunchOptions:
     transport_encryption: TransportEncryption = "disabled"
 
     def __post_init__(self) -> None:
-        check_mode(self.transport_encryption)
+        mode = encryption_mode(self.transport_encryption)  # "Required" means "required"
+        object.__setattr__(self, "transport_encryption", mode)
 
     def environment(self) -> Mapping[str, str]:
         """The base environment the kernelspec's env is applied to."""

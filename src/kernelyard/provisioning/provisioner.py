@@ -12,7 +12,9 @@ container provisioner implements the same two protocols.
 
 :class:`AttachInfo` is what must be kept to find a running kernel again
 later (after the server restarted, say): which provisioner started it, its
-connection info and where it runs. It is plain JSON data.
+connection info and where it runs. It is plain JSON data, and holds secrets:
+the HMAC key and, for an encrypted kernel, its Curve secret key; keep it
+where only the server's user can read it (mode 0600, as connection files).
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ class Provisioner(Protocol):
         is the caller's to wait for: the first ``kernel_info_reply``).
 
         ``connection_info`` given means start again with it (an in-place restart: the
-        same key and, where they are free, the same ports). Raises LaunchError when the
+        same key, the same Curve keys and, where they are free, the same ports). A new
+        kernel gets Curve keys when ``options.transport_encryption`` and the spec say so
+        (:func:`~kernelyard.provisioning.encryption.curve_keys_for`); the manager
+        refuses a kernel that ``required`` left unencrypted. Raises LaunchError when the
         kernel cannot be started, or (a JEP 66 kernel) exits or stays silent for
         ``options.startup_timeout`` before registering its ports.
         """

@@ -84,8 +84,10 @@ class ServedKernel:
         }
         if bridge.reason:
             model["reason"] = bridge.reason
-        encrypted = bridge.channels.encrypted
-        if encrypted is not None:  # not in jupyter_server's model; clients ignore it
+        # Not in jupyter_server's model (clients ignore it); a backend's channels from
+        # before KernelChannels.encrypted existed do not say.
+        encrypted = getattr(bridge.channels, "encrypted", None)
+        if encrypted is not None:
             model["encrypted"] = encrypted
         return model
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelyard.provisioning.encryption import TransportEncryption, check_mode
+from kernelyard.provisioning.encryption import TransportEncryption, encryption_mode
 
 __all__ = ["ServerSettings"]
 
@@ -89,4 +89,4 @@ class ServerSettings:
         object.__setattr__(self, "base_url", base if base == "/" else base + "/")
         if self.cull_interval <= 0:
             object.__setattr__(self, "cull_interval", 300.0)
-        check_mode(self.transport_encryption)
+        object.__setattr__(self, "transport_encryption", encryption_mode(self.transport_encryption))

@@ -15,7 +15,7 @@ and the heartbeat, then runs two threads:
   user code holds the interpreter.
 
 With a key pair in the connection info, every bound socket is a Curve
-server (:mod:`.curve`), and so is the registration REQ a Curve client of the
+server (:mod:`.curve`), and the registration REQ is a Curve client of the
 launcher's socket. No other thread ever touches a socket. IOPub never drops: the XPUB has no send
 high-water mark (the kernel coalesces output, so the message count stays low).
 """

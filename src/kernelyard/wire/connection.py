@@ -26,16 +26,9 @@ from kernelyard.errors import ConnectionInfoError, MalformedMessage
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.jsonutil import dumps, loads_object
 from kernelyard.wire.signing import DEFAULT_SIGNATURE_SCHEME, Signer, digest_name
+from kernelyard.wire.z85 import check_curve_key
 
-__all__ = [
-    "CURVE_FIELDS",
-    "PORT_FIELDS",
-    "REGISTRATION_FIELD",
-    "ConnectionInfo",
-    "CurveKeys",
-    "Transport",
-    "check_curve_key",
-]
+__all__ = ["PORT_FIELDS", "REGISTRATION_FIELD", "ConnectionInfo", "CurveKeys", "Transport"]
 
 Transport = Literal["tcp", "ipc"]
 #: A CurveZMQ key pair, (public, secret), each 40 characters of Z85 text.
@@ -53,23 +46,16 @@ PORT_FIELDS: dict[Channel, str] = {
 #: The field naming the launcher's registration socket (JEP 66 handshake).
 REGISTRATION_FIELD = "registration_port"
 #: The CurveZMQ key pair's fields, in the order they are checked.
-CURVE_FIELDS = ("curve_publickey", "curve_secretkey")
+_CURVE_FIELDS = ("curve_publickey", "curve_secretkey")
 _KNOWN = {
     *PORT_FIELDS.values(),
-    *CURVE_FIELDS,
+    *_CURVE_FIELDS,
     "transport",
     "ip",
     "key",
     "signature_scheme",
     "kernel_name",
 }
-#: Z85 (ZeroMQ RFC 32): 85 printable characters, 5 for every 4 bytes; a Curve key is
-#: 32 bytes, so 40 characters.
-Z85_ALPHABET = (
-    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-)
-CURVE_KEY_LENGTH = 40
-_Z85_VALUE = {ord(c): i for i, c in enumerate(Z85_ALPHABET)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +94,12 @@ class ConnectionInfo:
         if len(bound) != len(set(bound)):
             raise ConnectionInfoError(f"two channels share a port: {sorted(bound)}")
         digest_name(self.signature_scheme)
-        for name in CURVE_FIELDS:
+        for name in _CURVE_FIELDS:
             value = getattr(self, name)
             if value:
                 check_curve_key(name, value)
         if bool(self.curve_publickey) != bool(self.curve_secretkey):
-            given, missing = CURVE_FIELDS if self.curve_publickey else CURVE_FIELDS[::-1]
+            given, missing = _CURVE_FIELDS if self.curve_publickey else _CURVE_FIELDS[::-1]
             raise ConnectionInfoError(
                 f"{given} is given without {missing}: an encrypted connection needs both"
             )
@@ -195,7 +181,7 @@ class ConnectionInfo:
         for name in ("transport", "ip", "signature_scheme", "kernel_name"):
             if name in data and not isinstance(data[name], str):
                 raise ConnectionInfoError(f"{name} must be a string, not {data[name]!r}")
-        public, secret = (_key_field(data, name) for name in CURVE_FIELDS)
+        public, secret = (_key_field(data, name) for name in _CURVE_FIELDS)
         return cls(
             transport=data.get("transport", "tcp"),
             ip=data.get("ip", "127.0.0.1"),
@@ -227,27 +213,3 @@ def _key_field(data: Mapping[str, Any], name: str) -> bytes:
     if isinstance(value, bytes):
         return value
     raise ConnectionInfoError(f"{name} must be a string, not {type(value).__name__}")
-
-
-def check_curve_key(name: str, value: bytes) -> None:
-    """Raise ConnectionInfoError naming ``name`` unless ``value`` is a Z85 Curve key.
-
-    That is 40 characters of the Z85 alphabet whose every group of five encodes
-    a 32-bit number (what ``zmq.curve_keypair()`` makes and jupyter_client writes).
-    """
-    if len(value) != CURVE_KEY_LENGTH:
-        raise ConnectionInfoError(
-            f"{name} must be {CURVE_KEY_LENGTH} characters of Z85 text "
-            f"(a 32-byte CurveZMQ key), not {len(value)}"
-        )
-    for start in range(0, CURVE_KEY_LENGTH, 5):
-        number = 0
-        for position, byte in enumerate(value[start : start + 5], start=start):
-            digit = _Z85_VALUE.get(byte)
-            if digit is None:  # the character itself is not shown: it is part of a secret
-                raise ConnectionInfoError(
-                    f"{name} has a character outside the Z85 alphabet at position {position}"
-                )
-            number = number * 85 + digit
-        if number > 0xFFFFFFFF:
-            raise ConnectionInfoError(f"{name} is not valid Z85 (a group exceeds 32 bits)")
