@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 from functools import partial
 
 import anyio
@@ -18,6 +19,9 @@ from . import (
     bench_wire,
 )
 from .harness import report
+
+#: The groups ``--only`` can name, in the report's order.
+GROUPS = ["wire", "lifecycle", "kernel", "encryption", "server", "gateway"]
 
 
 def main() -> int:
@@ -33,7 +37,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["wire", "lifecycle", "kernel", "encryption", "server", "gateway"],
+        choices=GROUPS,
         default=None,
         help="run one group only",
     )
@@ -43,40 +47,55 @@ def main() -> int:
     print(f"Python {platform.python_version()} on {platform.machine()}, ", end="")
     print(f"jupyter_client {jupyter_client.__version__}; rounds={args.rounds} inner={args.inner}")
     print()
-    if args.only in (None, "wire"):
-        print("## Wire codec")
-        print()
-        print(report(bench_wire.run(rounds=args.rounds, inner=args.inner)))
-        print()
-    if args.only in (None, "lifecycle"):
-        print("## Kernel lifecycle and client, on the same ipykernel")
-        print()
-        results = anyio.run(partial(bench_lifecycle.run, pairs=args.pairs))
-        print(bench_lifecycle.report(results))
-        print()
-    if args.only in (None, "kernel"):
-        print("## The kernelyard kernel against ipykernel and async-kernel (same client)")
-        print()
-        kernel_results = anyio.run(partial(bench_kernel.run, rounds=args.kernel_rounds))
-        print(bench_kernel.report(kernel_results))
-        print()
-    if args.only in (None, "encryption"):
-        print("## CurveZMQ: each stack with and without transport encryption")
-        print()
-        encryption_results = anyio.run(partial(bench_encryption.run, rounds=args.encryption_rounds))
-        print(bench_encryption.report(encryption_results))
-        print()
-    if args.only in (None, "server"):
-        print("## Kernel servers: kernelyard serve, jupyter_server, jupyter-kernel-gateway")
-        print()
-        server_results = anyio.run(partial(bench_server.run, rounds=args.server_rounds))
-        print(bench_server.report(server_results))
-        print()
-    if args.only in (None, "gateway"):
-        print("## Gateway mode: kernelyard and jupyter_server in front of one upstream")
-        print()
-        gateway_results = anyio.run(partial(bench_gateway.run, rounds=args.gateway_rounds))
-        print(bench_gateway.report(gateway_results))
+    # (group, title, what runs it): the order is the report's.
+    groups: list[tuple[str, str, Callable[[], str]]] = [
+        (
+            "wire",
+            "Wire codec",
+            lambda: report(bench_wire.run(rounds=args.rounds, inner=args.inner)),
+        ),
+        (
+            "lifecycle",
+            "Kernel lifecycle and client, on the same ipykernel",
+            lambda: bench_lifecycle.report(
+                anyio.run(partial(bench_lifecycle.run, pairs=args.pairs))
+            ),
+        ),
+        (
+            "kernel",
+            "The kernelyard kernel against ipykernel and async-kernel (same client)",
+            lambda: bench_kernel.report(
+                anyio.run(partial(bench_kernel.run, rounds=args.kernel_rounds))
+            ),
+        ),
+        (
+            "encryption",
+            "CurveZMQ: each stack with and without transport encryption",
+            lambda: bench_encryption.report(
+                anyio.run(partial(bench_encryption.run, rounds=args.encryption_rounds))
+            ),
+        ),
+        (
+            "server",
+            "Kernel servers: kernelyard serve, jupyter_server, jupyter-kernel-gateway",
+            lambda: bench_server.report(
+                anyio.run(partial(bench_server.run, rounds=args.server_rounds))
+            ),
+        ),
+        (
+            "gateway",
+            "Gateway mode: kernelyard and jupyter_server in front of one upstream",
+            lambda: bench_gateway.report(
+                anyio.run(partial(bench_gateway.run, rounds=args.gateway_rounds))
+            ),
+        ),
+    ]
+    for group, title, run in groups:
+        if args.only in (None, group):
+            print(f"## {title}")
+            print()
+            print(run())
+            print()
     return 0
 
 
