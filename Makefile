@@ -40,8 +40,9 @@ test: $(STAMP) sysdeps
 	$(BIN)/pytest --cov --cov-report=term
 
 ## System programs the tests run (openssl for TLS certificates, node and npm for
-## @jupyterlab/services), installed with apt-get when missing (CI runs as root).
-SYSDEPS := openssl:openssl node:nodejs npm:npm
+## @jupyterlab/services, Slurm and munge for the cluster tests, iproute2 for their
+## network namespaces), installed with apt-get when missing (CI runs as root).
+SYSDEPS := openssl:openssl node:nodejs npm:npm slurmctld:slurm-wlm munged:munge ip:iproute2
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \

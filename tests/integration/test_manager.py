@@ -116,6 +116,17 @@ async def test_restart_with_new_ports(finder: KernelFinder) -> None:
             await kc.wait_for_ready(timeout=30)
 
 
+async def test_an_open_client_follows_a_restart_to_new_ports(finder: KernelFinder) -> None:
+    # As a cluster kernel does at every restart: another node, other ports.
+    async with quiet(finder) as km, km.client() as kc:
+        await kc.wait_for_ready(timeout=30)
+        old = km.connection_info
+        await km.restart(newports=True)
+        assert kc.connection_info == km.connection_info != old
+        await kc.wait_for_ready(timeout=30)
+        assert (await kc.execute("1 + 1", timeout=30)).content["status"] == "ok"
+
+
 async def test_kernel_exiting_at_start_is_a_launch_error_with_its_stderr(
     finder: KernelFinder,
 ) -> None:

@@ -199,6 +199,14 @@ class KernelConnection:
         self._dead = error
         self._fail_pending(error)
 
+    def kernel_moved(self, connection_info: ConnectionInfo) -> None:
+        """The kernel restarted at other endpoints (new ports, another node): reconnect
+        there. The manager calls it before :meth:`kernel_restarted`.
+        """
+        self.connection_info = connection_info
+        self._link.move(connection_info)
+        self._iopub_reconnected()
+
     def kernel_restarted(self) -> None:
         """The kernel answers again (restarted in place): calls may proceed."""
         self._dead = None

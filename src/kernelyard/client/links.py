@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol
 
+import anyio
 from anyio.abc import TaskGroup
 
 from kernelyard.backend import KernelChannels
@@ -66,6 +67,12 @@ class Link(Protocol):
         """
         ...
 
+    def move(self, connection_info: ConnectionInfo) -> None:
+        """The kernel came back elsewhere (a restart on new ports, or on another node):
+        reach it there from now on. Links that do not hold ports ignore it.
+        """
+        ...
+
 
 class ZmqLink:
     """The kernel's ZeroMQ sockets; see the module docstring."""
@@ -87,32 +94,68 @@ class ZmqLink:
         self._time_to_dead = time_to_dead
         self._kernel_id = kernel_id
         self._streams: dict[Channel, ChannelStream] = {}
+        self._running: tuple[TaskGroup, Deliver, LinkOwner] | None = None
+        self._readers = anyio.CancelScope()
 
     async def connect(self, stack: AsyncExitStack) -> None:
+        self._open_streams()
+        stack.callback(self._close_streams)
+
+    def _open_streams(self) -> None:
         for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
-            stream = open_channel(self.connection_info, channel, identity=self._identity)
-            self._streams[channel] = stream
-            stack.callback(stream.close)
+            self._streams[channel] = open_channel(
+                self.connection_info, channel, identity=self._identity
+            )
+
+    def _close_streams(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
 
     def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
-        for channel, stream in self._streams.items():
-            tasks.start_soon(_read, stream, channel, deliver, name=f"read {channel.value}")
-        if self._heartbeat:
-            kernel_id = self._kernel_id
+        self._running = (tasks, deliver, owner)
+        self._readers = anyio.CancelScope()
+        tasks.start_soon(self._read_all, self._readers, dict(self._streams), name="read sockets")
 
-            def lost(silence: float) -> None:
-                owner.kernel_died(
-                    KernelDied(f"kernel heartbeat silent for {silence:.1f} s", kernel_id=kernel_id)
-                )
+    async def _read_all(
+        self, scope: anyio.CancelScope, streams: dict[Channel, ChannelStream]
+    ) -> None:
+        assert self._running is not None
+        _, deliver, owner = self._running
+        with scope:
+            async with anyio.create_task_group() as tg:
+                for channel, stream in streams.items():
+                    tg.start_soon(_read, stream, channel, deliver, name=f"read {channel.value}")
+                if self._heartbeat:
+                    kernel_id = self._kernel_id
 
-            beat = Heartbeat(
-                self.connection_info,
-                interval=self._heartbeat_interval,
-                time_to_dead=self._time_to_dead,
-                on_dead=lost,
-                on_alive=owner.kernel_restarted,
-            )
-            tasks.start_soon(beat.run, name="heartbeat")
+                    def lost(silence: float) -> None:
+                        owner.kernel_died(
+                            KernelDied(
+                                f"kernel heartbeat silent for {silence:.1f} s", kernel_id=kernel_id
+                            )
+                        )
+
+                    beat = Heartbeat(
+                        self.connection_info,
+                        interval=self._heartbeat_interval,
+                        time_to_dead=self._time_to_dead,
+                        on_dead=lost,
+                        on_alive=owner.kernel_restarted,
+                    )
+                    tg.start_soon(beat.run, name="heartbeat")
+
+    def move(self, connection_info: ConnectionInfo) -> None:
+        """New sockets to ``connection_info``'s endpoints, and new readers; the old ones
+        are closed. Nothing happens when the endpoints and keys are the same.
+        """
+        if connection_info == self.connection_info:
+            return
+        self.connection_info = connection_info
+        self._readers.cancel()
+        self._close_streams()
+        self._open_streams()
+        if self._running is not None:
+            self.start(*self._running)
 
     async def send(self, channel: Channel, frames: list[Frame], msg_id: str, msg_type: str) -> None:
         await self._streams[channel].send(frames)
@@ -137,6 +180,9 @@ class ChannelsLink:
 
     async def connect(self, stack: AsyncExitStack) -> None:
         self._channels = await stack.enter_async_context(self._open())
+
+    def move(self, connection_info: ConnectionInfo) -> None:
+        """The backend's channels follow the kernel themselves."""
 
     def start(self, tasks: TaskGroup, deliver: Deliver, owner: LinkOwner) -> None:
         assert self._channels is not None, "connect first"

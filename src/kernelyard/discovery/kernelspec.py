@@ -26,6 +26,9 @@ __all__ = [
     "normalize_kernel_name",
 ]
 
+#: jupyter_client's name for its local provisioner, which kernelspecs may name.
+LOCAL_PROVISIONER = "local-provisioner"
+
 InterruptMode = Literal["signal", "message"]
 
 
@@ -78,6 +81,8 @@ class KernelSpec:
             handshake=self.supports_handshake,
             preload=self.preload,
             supports_curve="curve" in self.supported_encryption,
+            provisioner=self.provisioner_name,
+            provisioner_config=self.provisioner_config,
         )
 
     @property
@@ -89,6 +94,22 @@ class KernelSpec:
         """
         ours = self.metadata.get("kernelyard")
         return isinstance(ours, Mapping) and ours.get("handshake") is True
+
+    @property
+    def provisioner_name(self) -> str:
+        """The provisioner ``metadata.kernel_provisioner.provisioner_name`` names, or ""
+        (the caller's own: local). jupyter_client's ``local-provisioner`` is ours too.
+        """
+        named = self.metadata.get("kernel_provisioner")
+        name = named.get("provisioner_name", "") if isinstance(named, Mapping) else ""
+        return "" if name in ("", LOCAL_PROVISIONER) else str(name)
+
+    @property
+    def provisioner_config(self) -> Mapping[str, Any]:
+        """``metadata.kernel_provisioner.config`` (empty when not given)."""
+        named = self.metadata.get("kernel_provisioner")
+        config = named.get("config", {}) if isinstance(named, Mapping) else {}
+        return config if isinstance(config, Mapping) else {}
 
     @property
     def supported_encryption(self) -> frozenset[str]:
@@ -176,6 +197,16 @@ class KernelSpec:
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise fail("metadata must be a JSON object")
+        named = metadata.get("kernel_provisioner")
+        if named is not None and (
+            not isinstance(named, dict)
+            or not isinstance(named.get("provisioner_name"), str)
+            or not isinstance(named.get("config", {}), dict)
+        ):
+            raise fail(
+                "metadata.kernel_provisioner must be an object with a 'provisioner_name' "
+                "string and, optionally, a 'config' object"
+            )
         ours = metadata.get("kernelyard", {})
         preload = ours.get("preload", []) if isinstance(ours, dict) else []
         if not isinstance(preload, list) or not all(

@@ -42,10 +42,12 @@ from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchE
 from kernelyard.lifecycle import Change, KernelState, Lifecycle, Listener
 from kernelyard.provisioning import (
     LaunchOptions,
+    LaunchSpec,
     ProvisionedKernel,
     Provisioner,
     SubprocessProvisioner,
 )
+from kernelyard.provisioning.registry import provisioner_for
 from kernelyard.wire import Channel, ConnectionInfo
 from kernelyard.wire.connection import PORT_FIELDS
 
@@ -77,6 +79,7 @@ class KernelManager:
         self.kernel_id = kernel_id or str(uuid.uuid4())
         self.options = options or LaunchOptions()
         self.provisioner = provisioner or SubprocessProvisioner(self.finder.runtime_dir)
+        self._named: tuple[str, Provisioner] | None = None  # the kernelspec's own, if any
         self.connection_info: ConnectionInfo | None = None
         self.process: ProvisionedKernel | None = None
         #: The kernel's one state machine; subscribe to it (see :meth:`subscribe`).
@@ -221,9 +224,19 @@ class KernelManager:
                 raise
             self.lifecycle.apply(Change.READY)
 
+    def _provisioner_for(self, spec: LaunchSpec) -> Provisioner:
+        """The kernelspec's own provisioner when it names one (made once, then kept for
+        restarts), else the one this manager was given.
+        """
+        if not spec.provisioner:
+            return self.provisioner
+        if self._named is None or self._named[0] != spec.provisioner:
+            self._named = (spec.provisioner, provisioner_for(spec, self.finder.runtime_dir))
+        return self._named[1]
+
     async def _launch(self, connection_info: ConnectionInfo | None) -> None:
         spec = self.finder.get_spec(self.type_id).launch_spec()
-        process = await self.provisioner.start(
+        process = await self._provisioner_for(spec).start(
             spec, kernel_id=self.kernel_id, options=self.options, connection_info=connection_info
         )
         self.connection_info, self.process = process.connection_info, process
@@ -347,7 +360,10 @@ class KernelManager:
             except BaseException as exc:
                 self._die(f"failed to restart: {exc}", exit_code=None)
                 raise
+            moved = self.connection_info
             for client in list(self._clients):
+                if moved is not None and moved != client.connection_info:
+                    client.kernel_moved(moved)  # new ports, or (a cluster) another node
                 client.kernel_restarted()
             self.lifecycle.apply(Change.RESTARTED)
 

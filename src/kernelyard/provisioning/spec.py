@@ -38,6 +38,10 @@ class LaunchSpec:
     preload: tuple[str, ...] = ()
     #: The kernel takes CurveZMQ keys (``"curve"`` in ``metadata.supported_encryption``).
     supports_curve: bool = False
+    #: The provisioner the kernelspec names (``metadata.kernel_provisioner``, the shape
+    #: jupyter_client and Enterprise Gateway use), "" for the caller's own, and its config.
+    provisioner: str = ""
+    provisioner_config: Mapping[str, object] = field(default_factory=dict)
 
 
 def format_argv(

@@ -1,0 +1,300 @@
+"""Kernels on a Slurm cluster: ``provisioner_name: "kernelyard-slurm"`` in a kernelspec.
+
+A kernelspec becomes cluster-launched by adding metadata::
+
+    "metadata": {"kernel_provisioner": {"provisioner_name": "kernelyard-slurm",
+                 "config": {"partition": "debug", "callback_ip": "10.0.0.1"}}}
+
+A start submits :mod:`.node` as the batch script (``sbatch`` through an
+asyncio subprocess, the secrets in its environment), listens on a callback
+port (:mod:`.callback`) until the kernel, once its ports are bound on its
+node, reports where it is, and returns a :class:`~.job.SlurmKernel`. Two
+timeouts say which hop was slow: ``queue_timeout`` while the job is PENDING
+(Slurm's reason in the error), ``options.startup_timeout`` from RUNNING to
+the report. A job that ends before it reports is a LaunchError with its exit
+code, Slurm's reason and the end of its output.
+
+A restart is a new job with the same keys (and new ports). The kernel's
+connection leaves the machine, so ``transport_encryption`` ``auto`` is what
+a server should set: then every kernel whose spec supports it is encrypted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from kernelyard.errors import KernelSpecError, LaunchError
+from kernelyard.provisioning.encryption import curve_keys_for
+from kernelyard.provisioning.options import LaunchOptions
+from kernelyard.provisioning.slurm.callback import Callback, Report
+from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
+from kernelyard.provisioning.slurm.job import SlurmKernel
+from kernelyard.provisioning.spec import LaunchSpec
+from kernelyard.wire.connection import ConnectionInfo
+
+__all__ = ["SlurmConfig", "SlurmKernel", "SlurmProvisioner"]
+
+log = logging.getLogger(__name__)
+
+NAME = "kernelyard-slurm"
+NODE_SCRIPT = Path(__file__).with_name("node.py")
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmConfig:
+    """``metadata.kernel_provisioner.config`` of a Slurm kernelspec; every field optional."""
+
+    partition: str = ""
+    account: str = ""
+    time: str = ""  # sbatch --time: minutes, or [D-]HH:MM:SS
+    cpus: int = 0  # --cpus-per-task; 0: Slurm's default
+    memory: str = ""  # --mem, "2G"
+    extra_args: tuple[str, ...] = ()  # more sbatch arguments
+    #: The Python on the nodes that runs the node launcher (default: ours).
+    python: str = sys.executable
+    #: Where on the node the connection file is written (removed once read).
+    workdir: str = "/tmp"
+    #: The address the nodes reach this manager at (default: this host's name's).
+    callback_ip: str = ""
+    #: Seconds a job may stay PENDING before the start gives up.
+    queue_timeout: float = 300.0
+    #: Seconds between the ``squeue`` calls that watch a running kernel.
+    poll_interval: float = 2.0
+    #: ``SLURM_CONF`` for the commands, when not the default one.
+    slurm_conf: str = ""
+    #: Where the job's stdout and stderr go on the node (``%j``: the job id).
+    output: str = "/tmp/kernelyard-%j.out"
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> SlurmConfig:
+        """Validate a kernelspec's config; KernelSpecError names the bad key."""
+        known = {item.name: item for item in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            if key not in known:
+                raise KernelSpecError(
+                    f"kernelspec {name!r}: {NAME} has no setting {key!r} "
+                    f"(it has {', '.join(sorted(known))})",
+                    name=name,
+                )
+            default = getattr(cls(), key)
+            if key == "extra_args":
+                if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                    raise KernelSpecError(
+                        f"kernelspec {name!r}: {key} must be a list of strings", name=name
+                    )
+                value = tuple(value)
+            elif isinstance(default, float):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise KernelSpecError(
+                        f"kernelspec {name!r}: {key} must be a positive number", name=name
+                    )
+                value = float(value)
+            elif not isinstance(value, type(default)) or isinstance(value, bool):
+                raise KernelSpecError(
+                    f"kernelspec {name!r}: {key} must be a {type(default).__name__}, not {value!r}",
+                    name=name,
+                )
+            values[key] = value
+        return cls(**values)
+
+    def sbatch_args(self, kernel_id: str) -> list[str]:
+        args = [f"--job-name=kernelyard-{kernel_id}", f"--output={self.output}"]
+        for flag, value in (
+            ("--partition", self.partition),
+            ("--account", self.account),
+            ("--time", self.time),
+            ("--mem", self.memory),
+        ):
+            if value:
+                args.append(f"{flag}={value}")
+        if self.cpus:
+            args.append(f"--cpus-per-task={self.cpus}")
+        return [*args, *self.extra_args]
+
+
+@dataclass
+class SlurmProvisioner:
+    """Starts kernels as Slurm jobs (see the module docstring)."""
+
+    config: SlurmConfig = field(default_factory=SlurmConfig)
+    name: str = NAME
+
+    @classmethod
+    def from_spec(
+        cls, spec_name: str, config: Mapping[str, Any], runtime_dir: Path
+    ) -> SlurmProvisioner:
+        """The provisioner a kernelspec's ``kernel_provisioner.config`` describes."""
+        del runtime_dir  # nothing of a cluster kernel is kept on this machine
+        return cls(SlurmConfig.from_config(spec_name, config))
+
+    @property
+    def commands(self) -> SlurmCommands:
+        env = {"SLURM_CONF": self.config.slurm_conf} if self.config.slurm_conf else {}
+        return SlurmCommands(env)
+
+    async def start(
+        self,
+        spec: LaunchSpec,
+        *,
+        kernel_id: str,
+        options: LaunchOptions,
+        connection_info: ConnectionInfo | None = None,
+    ) -> SlurmKernel:
+        """Submit the kernel's job and return once it reported its ports (see the module)."""
+        info = connection_info
+        if info is None:
+            public, secret = curve_keys_for(spec, options.transport_encryption) or (b"", b"")
+            info = ConnectionInfo(
+                key=secrets.token_hex(16).encode("ascii"),
+                kernel_name=spec.kernel_name,
+                curve_publickey=public,
+                curve_secretkey=secret,
+            )
+        callback_ip = self.config.callback_ip or _this_host()
+        commands = self.commands
+        async with Callback(callback_ip, kernel_id, info.key) as callback:
+            env = {
+                **dict(options.extra_env),
+                **dict(spec.env),
+                "KERNELYARD_KEY": info.key.decode(),
+                "KERNELYARD_KERNEL": _job_json(
+                    spec, kernel_id, callback.address, info, self.config
+                ),
+            }
+            if info.curve_keys is not None:
+                env["KERNELYARD_CURVE_PUBLIC"] = info.curve_publickey.decode()
+                env["KERNELYARD_CURVE_SECRET"] = info.curve_secretkey.decode()
+            script = f"#!{self.config.python}\n".encode() + NODE_SCRIPT.read_bytes()
+            job_id = await commands.submit(
+                [*self.config.sbatch_args(kernel_id), *_cwd_args(options)], script, env
+            )
+            log.info("kernel %s: submitted as Slurm job %s", kernel_id, job_id)
+            try:
+                report = await self._await_report(callback, commands, job_id, options)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await commands.cancel(job_id)
+                raise
+        data = {**info.to_dict(), **report.ports, "ip": report.address, "transport": "tcp"}
+        return SlurmKernel(
+            job_id=job_id,
+            node=report.node,
+            pid=report.pid,
+            connection_info=ConnectionInfo.from_dict(data),
+            argv=list(spec.argv),
+            launch_spec=spec,
+            commands=commands,
+            output=_output_path(self.config.output, job_id),
+            poll_interval=self.config.poll_interval,
+            provisioner=self.name,
+        )
+
+    async def _await_report(
+        self, callback: Callback, commands: SlurmCommands, job_id: str, options: LaunchOptions
+    ) -> Report:
+        """The kernel's report, racing the job's states: PENDING too long, or ended."""
+        reported: list[Report] = []
+        failure: list[LaunchError] = []
+        async with anyio.create_task_group() as tg:
+
+            async def receive() -> None:
+                reported.append(await callback.report())
+                tg.cancel_scope.cancel()
+
+            async def watch() -> None:
+                failure.append(await self._watch_start(commands, job_id, options))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(receive)
+            tg.start_soon(watch)
+        if reported:
+            return reported[0]
+        raise failure[0]
+
+    async def _watch_start(
+        self, commands: SlurmCommands, job_id: str, options: LaunchOptions
+    ) -> LaunchError:
+        """Poll the job until its start fails; returns why (the caller races the report)."""
+        submitted = time.monotonic()
+        running_since: float | None = None
+        while True:
+            await anyio.sleep(min(0.2, self.config.poll_interval))
+            now = time.monotonic()
+            state = (await commands.states([job_id])).get(job_id) or (
+                await commands.show(job_id) or JobState("COMPLETED")
+            )
+            if state.ended:
+                return await self._ended_early(commands, job_id, state)
+            if state.state == "PENDING":
+                if now - submitted > self.config.queue_timeout:
+                    return LaunchError(
+                        f"Slurm job {job_id} was still PENDING after "
+                        f"{self.config.queue_timeout:g} s in the queue "
+                        f"({state.reason or 'no reason given'}); cancelled"
+                    )
+                continue
+            running_since = running_since or now
+            if now - running_since > options.startup_timeout:
+                return LaunchError(
+                    f"Slurm job {job_id} ran on {state.nodes} for {options.startup_timeout:g} s "
+                    "without its kernel reporting its ports; cancelled"
+                )
+
+    async def _ended_early(
+        self, commands: SlurmCommands, job_id: str, state: JobState
+    ) -> LaunchError:
+        shown = await commands.show(job_id) or state
+        output = _output_path(self.config.output, job_id)
+        tail = ""
+        if output is not None and output.exists():
+            tail = output.read_text(errors="replace")[-4000:]
+        return LaunchError.citing_stderr(
+            f"Slurm job {job_id} ended ({shown.state}"
+            + (f", {shown.reason}" if shown.reason else "")
+            + f", exit code {shown.returncode}) before its kernel reported",
+            argv=[],
+            exit_code=shown.returncode,
+            stderr_tail=tail,
+        )
+
+
+def _this_host() -> str:
+    return socket.gethostbyname(socket.gethostname())
+
+
+def _cwd_args(options: LaunchOptions) -> list[str]:
+    return [f"--chdir={os.fspath(options.cwd)}"] if options.cwd is not None else []
+
+
+def _output_path(template: str, job_id: str) -> Path | None:
+    """The job's output file, if its name needs no more than the job id."""
+    name = template.replace("%j", job_id)
+    return Path(name) if "%" not in name else None
+
+
+def _job_json(
+    spec: LaunchSpec, kernel_id: str, callback: str, info: ConnectionInfo, config: SlurmConfig
+) -> str:
+    return json.dumps(
+        {
+            "kernel_id": kernel_id,
+            "kernel_name": spec.kernel_name,
+            "argv": list(spec.argv),
+            "callback": callback,
+            "signature_scheme": info.signature_scheme,
+            "workdir": config.workdir,
+        }
+    )

@@ -1,0 +1,171 @@
+"""SlurmKernel: a kernel that runs as a Slurm job, driven like a local process.
+
+Signals go through ``scancel --batch --signal=...`` (the batch step is the
+kernel: the node launcher exec'd it), kill through ``scancel --signal=KILL``.
+Whether the job still runs comes from ``squeue``, every ``poll_interval``
+seconds; how it ended from ``scontrol show job`` (exit code and signal, or
+Slurm's reason). The manager's heartbeat notices a silent kernel sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from kernelyard.provisioning.provisioner import AttachInfo
+from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
+from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
+from kernelyard.wire.connection import ConnectionInfo
+
+__all__ = ["SlurmKernel"]
+
+log = logging.getLogger(__name__)
+
+#: What ``returncode`` is when the job ended and Slurm no longer says how.
+UNKNOWN_EXIT = -1
+#: How much of the job's output file ``stderr_tail`` reads.
+TAIL_BYTES = 8192
+
+
+class SlurmKernel:
+    """A kernel running as job ``job_id``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        node: str,
+        pid: int,
+        connection_info: ConnectionInfo,
+        argv: list[str],
+        launch_spec: LaunchSpec,
+        commands: SlurmCommands,
+        output: Path | None,
+        poll_interval: float,
+        provisioner: str,
+    ) -> None:
+        self.job_id = job_id
+        self.node = node
+        self.pid = pid  # on the node
+        self.connection_info = connection_info
+        self.argv = argv
+        self.launch_spec = launch_spec
+        self._commands = commands
+        self._output = output
+        self._poll_interval = poll_interval
+        self._provisioner = provisioner
+        self._returncode: int | None = None
+        self.ended: JobState | None = None
+        self._exited = asyncio.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_job())
+
+    # -- state --------------------------------------------------------------------
+
+    @property
+    def interrupt_mode(self) -> InterruptMode:
+        return self.launch_spec.interrupt_mode
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    def is_alive(self) -> bool:
+        return self._returncode is None
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self._returncode is not None
+        return self._returncode
+
+    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._callbacks.append(callback)
+        if self._exited.is_set():
+            asyncio.get_running_loop().call_soon(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    async def _watch_job(self) -> None:
+        while True:
+            states = await self._commands.states([self.job_id])
+            state = states.get(self.job_id)
+            if state is None or state.ended:
+                break
+            await asyncio.sleep(self._poll_interval)
+        await self._ended()
+
+    async def _ended(self) -> None:
+        shown = await self._commands.show(self.job_id)
+        self.ended = shown
+        code = shown.returncode if shown is not None else None
+        self._returncode = code if code is not None else UNKNOWN_EXIT
+        log.info(
+            "kernel job %s on %s ended: %s, code %s",
+            self.job_id,
+            self.node,
+            shown.state if shown else "forgotten by Slurm",
+            self._returncode,
+        )
+        self._exited.set()
+        for callback in list(self._callbacks):
+            callback()
+
+    async def stderr_tail(self) -> str:
+        """The end of the job's output file (stdout and stderr), where it can be read
+        from here (a file system the node shares with us); "" elsewhere.
+        """
+        if self._output is None:
+            return ""
+        try:
+            with self._output.open("rb") as handle:
+                handle.seek(0, 2)
+                size = handle.tell()
+                handle.seek(max(0, size - TAIL_BYTES))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    # -- signals (fire and forget: the manager's methods for them are not async) -----
+
+    def _later(self, signum: int | None, *, batch: bool) -> None:
+        if self._returncode is not None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._commands.cancel(self.job_id, signum=signum, batch=batch)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def send_signal(self, signum: int) -> None:
+        """``signum`` to the kernel (the job's batch step)."""
+        self._later(signum, batch=True)
+
+    def interrupt(self) -> None:
+        self.send_signal(signal.SIGINT)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """The whole job, at once."""
+        self._later(signal.SIGKILL, batch=False)
+
+    def release_ports(self) -> None:
+        """Nothing held here: the kernel bound its own ports on its node."""
+
+    def cleanup(self, *, remove_connection_file: bool = True) -> None:
+        """Stop watching the job (the node launcher removed the connection file)."""
+        if self._returncode is not None:
+            self._watch.cancel()
+
+    def attach_info(self, kernel_id: str) -> AttachInfo:
+        location = {"job_id": self.job_id, "node": self.node, "pid": self.pid}
+        return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)
