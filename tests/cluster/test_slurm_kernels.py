@@ -19,6 +19,7 @@ from kernelyard.provisioning import LaunchOptions
 from kernelyard.provisioning.slurm import SlurmKernel
 
 from ..helpers import Collect, make_spec_dir, running
+from ..integration.serverutil import kernel_socket, running_server, start_kernel, stream_text
 from .slurm import SlurmCluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(180)]
@@ -164,3 +165,27 @@ async def test_a_kernelspec_naming_a_bad_provisioner(
 ) -> None:
     with pytest.raises(KernelSpecError, match=message):
         await KernelManager(kernel, finder=cluster_finder, options=QUIET).start()
+
+
+async def test_the_server_serves_a_kernel_on_a_node(slurm: SlurmCluster, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    metadata = _slurm(slurm, extra_args=["-w", "n2"])
+    make_spec_dir(home / "data" / "kernels", "on-n2", argv=KERNELYARD, metadata=metadata)
+    with running_server(home, "--transport-encryption", "auto") as server:
+        async with server.http() as http:
+            model = await start_kernel(http, "on-n2")
+            try:
+                assert model["encrypted"] is True
+                async with kernel_socket(server, model["id"], v1=True) as ws:
+                    reply, outputs = await ws.execute(
+                        "import os; print(os.environ['SLURMD_NODENAME'])"
+                    )
+                    assert reply.content["status"] == "ok"
+                    assert stream_text(outputs) == "n2\n"
+                jobs = slurm.jobs()
+                assert len(jobs) == 1
+            finally:
+                assert (await http.delete(f"api/kernels/{model['id']}")).status_code == 204
+    with anyio.fail_after(30):
+        while jobs[0] in slurm.jobs():  # deleted: the job leaves the queue
+            await anyio.sleep(0.2)
