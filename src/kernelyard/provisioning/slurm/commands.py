@@ -23,11 +23,13 @@ __all__ = ["JobState", "SlurmCommands"]
 log = logging.getLogger(__name__)
 
 #: States after which a job runs no more (``squeue``'s and ``scontrol``'s names).
+#: COMPLETING counts: its processes are gone, Slurm is only cleaning up after them.
 ENDED = frozenset(
     {
         "BOOT_FAIL",
         "CANCELLED",
         "COMPLETED",
+        "COMPLETING",
         "DEADLINE",
         "FAILED",
         "NODE_FAIL",

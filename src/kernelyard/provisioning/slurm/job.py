@@ -2,25 +2,31 @@
 
 Signals go through ``scancel --batch --signal=...`` (the batch step is the
 kernel: the node launcher exec'd it), kill through ``scancel --signal=KILL``.
-Whether the job still runs comes from ``squeue``, every ``poll_interval``
-seconds; how it ended from ``scontrol show job`` (exit code and signal, or
-Slurm's reason). The manager's heartbeat notices a silent kernel sooner.
+Whether the job still runs comes from one ``squeue`` for every kernel of the
+cluster each ``poll_interval`` seconds (:class:`JobWatcher`), quicker for a
+few seconds after a signal; how it ended from ``scontrol show job`` (exit
+code and signal, or Slurm's reason). The manager's heartbeat notices a
+silent kernel sooner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
+from kernelyard.errors import LaunchError
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["SlurmKernel"]
+__all__ = ["JobWatcher", "SlurmKernel"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,71 @@ log = logging.getLogger(__name__)
 UNKNOWN_EXIT = -1
 #: How much of the job's output file ``stderr_tail`` reads.
 TAIL_BYTES = 8192
+#: After a signal, the watcher looks every QUICK seconds for QUICK_FOR seconds.
+QUICK = 0.1
+QUICK_FOR = 5.0
+
+
+class JobWatcher:
+    """One ``squeue`` per interval for every job of one cluster (one per event loop and
+    Slurm environment): the ended jobs' callbacks run, with ``scontrol``'s account of
+    how they ended. :meth:`poke` makes the next look come at once and the next few
+    quickly (after a signal, the kernel's end is expected soon).
+    """
+
+    _instances: ClassVar[dict[tuple[int, frozenset[tuple[str, str]]], JobWatcher]] = {}
+
+    def __init__(self, commands: SlurmCommands, interval: float) -> None:
+        self._commands = commands
+        self.interval = interval
+        self._jobs: dict[str, Callable[[JobState | None], None]] = {}
+        self._poked = asyncio.Event()
+        self._quick_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, commands: SlurmCommands, interval: float) -> JobWatcher:
+        """The watcher of ``commands``' cluster in this event loop (made on first use)."""
+        key = (id(asyncio.get_running_loop()), frozenset(commands.env.items()))
+        watcher = cls._instances.get(key)
+        if watcher is None or watcher._task is None or watcher._task.done():
+            watcher = cls._instances[key] = cls(commands, interval)
+        watcher.interval = min(watcher.interval, interval)
+        return watcher
+
+    def watch(self, job_id: str, ended: Callable[[JobState | None], None]) -> None:
+        """Call ``ended(state)`` once ``job_id`` runs no more (``None``: Slurm forgot it)."""
+        self._jobs[job_id] = ended
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    async def _look(self) -> None:
+        states = await self._commands.states(list(self._jobs))
+        for job_id in list(self._jobs):
+            state = states.get(job_id)
+            if state is None or state.ended:
+                shown = await self._commands.show(job_id)
+                callback = self._jobs.pop(job_id, None)
+                if callback is not None:
+                    callback(shown)
+
+    def poke(self) -> None:
+        self._quick_until = time.monotonic() + QUICK_FOR
+        self._poked.set()
+
+    async def _run(self) -> None:
+        while self._jobs:
+            try:
+                await self._look()
+            except LaunchError as exc:  # a command that hung or cannot run: look again later
+                log.warning("watching Slurm jobs: %s", exc)
+            quick = time.monotonic() < self._quick_until
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), QUICK if quick else self.interval)
+            self._poked.clear()
 
 
 class SlurmKernel:
@@ -62,7 +133,8 @@ class SlurmKernel:
         self._exited = asyncio.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._watch = asyncio.get_running_loop().create_task(self._watch_job())
+        self._watcher = JobWatcher.of(commands, poll_interval)
+        self._watcher.watch(job_id, self._ended)
 
     # -- state --------------------------------------------------------------------
 
@@ -93,17 +165,7 @@ class SlurmKernel:
 
         return remove
 
-    async def _watch_job(self) -> None:
-        while True:
-            states = await self._commands.states([self.job_id])
-            state = states.get(self.job_id)
-            if state is None or state.ended:
-                break
-            await asyncio.sleep(self._poll_interval)
-        await self._ended()
-
-    async def _ended(self) -> None:
-        shown = await self._commands.show(self.job_id)
+    def _ended(self, shown: JobState | None) -> None:
         self.ended = shown
         code = shown.returncode if shown is not None else None
         self._returncode = code if code is not None else UNKNOWN_EXIT
@@ -143,6 +205,7 @@ class SlurmKernel:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._watcher.poke())  # its end is due soon
 
     def send_signal(self, signum: int) -> None:
         """``signum`` to the kernel (the job's batch step)."""
@@ -162,9 +225,11 @@ class SlurmKernel:
         """Nothing held here: the kernel bound its own ports on its node."""
 
     def cleanup(self, *, remove_connection_file: bool = True) -> None:
-        """Stop watching the job (the node launcher removed the connection file)."""
+        """Nothing is left here: the node launcher removed the connection file, and the
+        watcher forgets a job once it ended.
+        """
         if self._returncode is not None:
-            self._watch.cancel()
+            self._watcher.forget(self.job_id)
 
     def attach_info(self, kernel_id: str) -> AttachInfo:
         location = {"job_id": self.job_id, "node": self.node, "pid": self.pid}
