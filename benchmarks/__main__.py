@@ -11,6 +11,7 @@ from functools import partial
 import anyio
 
 from . import (
+    bench_cluster,
     bench_encryption,
     bench_gateway,
     bench_kernel,
@@ -21,7 +22,7 @@ from . import (
 from .harness import report
 
 #: The groups ``--only`` can name, in the report's order.
-GROUPS = ["wire", "lifecycle", "kernel", "encryption", "server", "gateway"]
+GROUPS = ["wire", "lifecycle", "kernel", "encryption", "cluster", "server", "gateway"]
 
 
 def main() -> int:
@@ -35,6 +36,7 @@ def main() -> int:
     parser.add_argument(
         "--encryption-rounds", type=int, default=3, help="rounds per stack and mode"
     )
+    parser.add_argument("--cluster-rounds", type=int, default=2, help="rounds on Slurm")
     parser.add_argument(
         "--only",
         choices=GROUPS,
@@ -73,6 +75,13 @@ def main() -> int:
             "CurveZMQ: each stack with and without transport encryption",
             lambda: bench_encryption.report(
                 anyio.run(partial(bench_encryption.run, rounds=args.encryption_rounds))
+            ),
+        ),
+        (
+            "cluster",
+            "Kernels on Slurm against kernels on this machine (needs root)",
+            lambda: bench_cluster.report(
+                anyio.run(partial(bench_cluster.run, rounds=args.cluster_rounds))
             ),
         ),
         (

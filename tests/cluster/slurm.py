@@ -246,8 +246,11 @@ def slurm_cluster(root: Path) -> Iterator[SlurmCluster]:
         _network(cluster)
         munge_socket = _munge(cluster)
         _wait_for("munge socket", munge_socket.exists, cluster, START_TIMEOUT)
+        # More CPUs than the machine has (config_overrides lets slurmd claim them): a
+        # kernel takes a CPU of Slurm's while it mostly waits, and the tests and the
+        # benchmark start ten at once.
         nodes = "\n".join(
-            f"NodeName={name} NodeHostname={name} NodeAddr={address} CPUs=2 RealMemory=2000 "
+            f"NodeName={name} NodeHostname={name} NodeAddr={address} CPUs=8 RealMemory=8000 "
             "State=UNKNOWN"
             for name, address in cluster.node_addresses.items()
         )

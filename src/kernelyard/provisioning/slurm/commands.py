@@ -112,15 +112,17 @@ class SlurmCommands:
         return out.strip().split(";")[0]
 
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """One ``squeue`` for all of ``job_ids``; jobs it no longer lists are absent."""
+        """One ``squeue`` for all of ``job_ids``; jobs it does not list are absent (ended,
+        or, when one of the ids is unknown to it, any: ask :meth:`show`). LaunchError
+        when squeue fails otherwise.
+        """
         if not job_ids:
             return {}
         code, out, err = await self._run(
             ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%N"]
         )
         if code != 0 and "Invalid job id" not in err:
-            log.warning("squeue failed: %s", err.strip())
-            return {}
+            raise LaunchError(f"squeue failed: {err.strip()}")
         found: dict[str, JobState] = {}
         for line in out.splitlines():
             parts = line.split("|")

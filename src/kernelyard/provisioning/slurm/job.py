@@ -80,7 +80,11 @@ class JobWatcher:
         for job_id in list(self._jobs):
             state = states.get(job_id)
             if state is None or state.ended:
+                # squeue leaves out a job it has no answer for (one id of the batch it
+                # does not know makes it fail): only scontrol's word ends a job.
                 shown = await self._commands.show(job_id)
+                if shown is not None and not shown.ended:
+                    continue
                 callback = self._jobs.pop(job_id, None)
                 if callback is not None:
                     callback(shown)
