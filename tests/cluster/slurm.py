@@ -112,6 +112,8 @@ class SlurmCluster:
     def jobs(self) -> list[str]:
         """The ids of the jobs the controller knows and that have not ended."""
         listed = self.run("squeue", "-h", "-o", "%i")
+        if listed.returncode != 0:  # an empty answer must mean no jobs, never no answer
+            raise ClusterError(f"squeue failed: {listed.stderr}")
         return listed.stdout.split()
 
     def log_tail(self, name: str, size: int = 2000) -> str:

@@ -116,6 +116,20 @@ async def test_restart_with_new_ports(finder: KernelFinder) -> None:
             await kc.wait_for_ready(timeout=30)
 
 
+async def test_a_closed_client_takes_the_new_ports_when_it_opens_again(
+    finder: KernelFinder,
+) -> None:
+    async with quiet(finder) as km:
+        kc = km.client()
+        async with kc:
+            await kc.wait_for_ready(timeout=30)
+        await km.restart(newports=True)  # kc is closed, and still referenced
+        assert kc.connection_info == km.connection_info
+        async with kc:
+            await kc.wait_for_ready(timeout=30)
+            assert (await kc.execute("1", timeout=30)).content["status"] == "ok"
+
+
 async def test_an_open_client_follows_a_restart_to_new_ports(finder: KernelFinder) -> None:
     # As a cluster kernel does at every restart: another node, other ports.
     async with quiet(finder) as km, km.client() as kc:

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pytest
 
+from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelSpec
 from kernelyard.errors import KernelSpecError
 from kernelyard.provisioning.registry import provisioner_for
 from kernelyard.provisioning.slurm import SlurmConfig, SlurmProvisioner
 from kernelyard.provisioning.slurm.callback import Callback
-from kernelyard.provisioning.slurm.commands import JobState
+from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.node import signature
+from kernelyard.provisioning.slurm.watcher import JobWatcher
+from kernelyard.wire import ConnectionInfo
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +42,7 @@ def test_the_config_becomes_sbatch_arguments() -> None:
     assert config.sbatch_args("abc") == [
         "--job-name=kernelyard-abc",
         "--output=/tmp/kernelyard-%j.out",
+        "--no-requeue",
         "--partition=gpu",
         "--account=lab",
         "--time=1:00:00",
@@ -95,9 +100,10 @@ async def _send(port: int, line: bytes) -> None:
     await writer.wait_closed()
 
 
-def _report(kernel_id: str = "kid", **body: Any) -> tuple[bytes, bytes]:
-    data = json.dumps({"kernel_id": kernel_id, "job_id": "7", "node": "n1", "address": "10.0.0.2",
-                       "pid": 42, "ports": PORTS, **body}).encode()  # fmt: skip
+def _report(kernel_id: str = "kid", nonce: str = "", **body: Any) -> tuple[bytes, bytes]:
+    fields = {"kernel_id": kernel_id, "nonce": nonce, "job_id": "7", "node": "n1"}
+    fields |= {"address": "10.0.0.2", "pid": 42, "ports": PORTS, **body}
+    data = json.dumps(fields).encode()
     return data, json.dumps({"body": data.decode(), "signature": signature(KEY, data)}).encode()
 
 
@@ -105,17 +111,23 @@ async def test_only_a_report_signed_with_the_kernels_key_counts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with Callback("127.0.0.1", "kid", KEY) as callback:
-        body, _ = _report()
+        callback.job_id = "7"
+        nonce = callback.nonce
+        body, _ = _report(nonce=nonce)
         forged = json.dumps({"body": body.decode(), "signature": signature(b"guess", body)})
         await _send(callback.port, forged.encode())
         await _send(callback.port, forged.encode())
         await _send(callback.port, b"not json")
-        await _send(callback.port, _report(kernel_id="other")[1])
-        await _send(callback.port, _report(ports={"shell_port": 1})[1])
+        await _send(callback.port, b"[1, 2]")  # JSON, but not an object
+        await _send(callback.port, json.dumps({"body": "x", "signature": "\u00e9"}).encode())
+        await _send(callback.port, _report(kernel_id="other", nonce=nonce)[1])
+        await _send(callback.port, _report(nonce="an-earlier-start")[1])  # replayed
+        await _send(callback.port, _report(nonce=nonce, job_id="6")[1])  # another job
+        await _send(callback.port, _report(nonce=nonce, ports={"shell_port": 1})[1])
         with anyio.move_on_after(0.3):
             await callback.report()
-            pytest.fail("a forged or foreign report was taken")
-        await _send(callback.port, _report()[1])
+            pytest.fail("a forged, foreign or replayed report was taken")
+        await _send(callback.port, _report(nonce=nonce)[1])
         with anyio.fail_after(5):
             report = await callback.report()
     assert (report.job_id, report.node, report.address, report.pid) == ("7", "n1", "10.0.0.2", 42)
@@ -123,3 +135,47 @@ async def test_only_a_report_signed_with_the_kernels_key_counts(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # logged once, however many came
     assert "wrong signature" in warnings[0].getMessage()
+
+
+class FakeCommands(SlurmCommands):
+    """Slurm's answers from a dict: job id -> state (squeue lists only RUNNING ones)."""
+
+    def __init__(self, jobs: dict[str, JobState]) -> None:
+        super().__init__({"SLURM_CONF": "fake"})
+        self.jobs = jobs
+
+    async def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        return {j: s for j, s in self.jobs.items() if j in job_ids and s.state == "RUNNING"}
+
+    async def show(self, job_id: str) -> JobState | None:
+        return self.jobs.get(job_id)
+
+
+async def test_the_watcher_ends_jobs_on_scontrols_word_and_survives_a_bad_callback() -> None:
+    commands = FakeCommands({"1": JobState("RUNNING"), "2": JobState("RUNNING")})
+    watcher = JobWatcher.of(commands, 0.05)
+    assert JobWatcher.of(commands, 1.0) is watcher  # one per cluster and loop
+    ended: list[tuple[str, JobState | None]] = []
+
+    def bad(state: JobState | None) -> None:
+        raise RuntimeError("a listener's bug")
+
+    watcher.watch("1", bad)
+    watcher.watch("2", lambda state: ended.append(("2", state)))
+    commands.jobs["1"] = JobState("COMPLETED", exit_code=0)
+    await anyio.sleep(0.2)
+    assert ended == []  # 2 still runs: absent from nothing, listed by squeue
+    commands.jobs["2"] = JobState("FAILED", exit_code=3)
+    with anyio.fail_after(5):
+        while not ended:
+            await anyio.sleep(0.02)
+    assert ended == [("2", JobState("FAILED", exit_code=3))]
+
+
+def test_a_client_is_made_outside_an_event_loop() -> None:
+    # A KernelClient (and its ZmqLink) may be built before any loop runs, as before.
+    client = KernelClient(ConnectionInfo(shell_port=1, iopub_port=2, stdin_port=3,
+                                         control_port=4, hb_port=5))  # fmt: skip
+    moved = ConnectionInfo(shell_port=11, iopub_port=12, stdin_port=13, control_port=14, hb_port=15)
+    client.kernel_moved(moved)  # not open: only kept for its next connect
+    assert client.connection_info == moved

@@ -95,11 +95,16 @@ class ZmqLink:
         self._kernel_id = kernel_id
         self._streams: dict[Channel, ChannelStream] = {}
         self._running: tuple[TaskGroup, Deliver, LinkOwner] | None = None
-        self._readers = anyio.CancelScope()
+        self._readers: anyio.CancelScope | None = None
 
     async def connect(self, stack: AsyncExitStack) -> None:
         self._open_streams()
-        stack.callback(self._close_streams)
+        stack.callback(self._closed)
+
+    def _closed(self) -> None:
+        self._running = None
+        self._close_streams()
+        self._streams = {}
 
     def _open_streams(self) -> None:
         for channel in (Channel.SHELL, Channel.CONTROL, Channel.STDIN, Channel.IOPUB):
@@ -146,16 +151,19 @@ class ZmqLink:
 
     def move(self, connection_info: ConnectionInfo) -> None:
         """New sockets to ``connection_info``'s endpoints, and new readers; the old ones
-        are closed. Nothing happens when the endpoints and keys are the same.
+        are closed. Nothing happens when the endpoints and keys are the same; a link
+        that is not open only keeps the info for its next connect.
         """
         if connection_info == self.connection_info:
             return
         self.connection_info = connection_info
-        self._readers.cancel()
+        if self._running is None:  # not open (yet, or any more): the next connect uses it
+            return
+        if self._readers is not None:
+            self._readers.cancel()
         self._close_streams()
         self._open_streams()
-        if self._running is not None:
-            self.start(*self._running)
+        self.start(*self._running)
 
     async def send(self, channel: Channel, frames: list[Frame], msg_id: str, msg_type: str) -> None:
         await self._streams[channel].send(frames)

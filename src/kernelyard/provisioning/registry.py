@@ -45,5 +45,12 @@ def provisioner_for(spec: LaunchSpec, runtime_dir: Path) -> Provisioner:
             f"{', '.join(sorted(installed)) or 'none'})",
             name=spec.kernel_name,
         )
-    factory: NamedProvisioner = found.load()
+    try:
+        factory: NamedProvisioner = found.load()
+    except Exception as exc:  # a broken plugin is the kernelspec's problem, named as such
+        raise KernelSpecError(
+            f"kernelspec {spec.kernel_name!r}: provisioner {spec.provisioner!r} "
+            f"({found.value}) fails to load: {exc}",
+            name=spec.kernel_name,
+        ) from exc
     return factory.from_spec(spec.kernel_name, spec.provisioner_config, runtime_dir)

@@ -14,7 +14,9 @@ timeouts say which hop was slow: ``queue_timeout`` while the job is PENDING
 the report. A job that ends before it reports is a LaunchError with its exit
 code, Slurm's reason and the end of its output.
 
-A restart is a new job with the same keys (and new ports). The kernel's
+While a start waits for the report it looks at its job every 0.2 s (a start
+is short); a running kernel is watched with every other one of its cluster
+(:mod:`.watcher`). A restart is a new job with the same keys (and new ports). The kernel's
 connection leaves the machine, so ``transport_encryption`` ``auto`` is what
 a server should set: then every kernel whose spec supports it is encrypted.
 """
@@ -26,103 +28,29 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from kernelyard.errors import KernelSpecError, LaunchError
+from kernelyard.errors import LaunchError
 from kernelyard.provisioning.encryption import curve_keys_for
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.slurm.callback import Callback, Report
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
+from kernelyard.provisioning.slurm.config import NAME, SlurmConfig
 from kernelyard.provisioning.slurm.job import SlurmKernel
-from kernelyard.provisioning.spec import LaunchSpec
+from kernelyard.provisioning.spec import LaunchSpec, kernel_env
 from kernelyard.wire.connection import ConnectionInfo
 
 __all__ = ["SlurmConfig", "SlurmKernel", "SlurmProvisioner"]
 
 log = logging.getLogger(__name__)
 
-NAME = "kernelyard-slurm"
 NODE_SCRIPT = Path(__file__).with_name("node.py")
-
-
-@dataclass(frozen=True, slots=True)
-class SlurmConfig:
-    """``metadata.kernel_provisioner.config`` of a Slurm kernelspec; every field optional."""
-
-    partition: str = ""
-    account: str = ""
-    time: str = ""  # sbatch --time: minutes, or [D-]HH:MM:SS
-    cpus: int = 0  # --cpus-per-task; 0: Slurm's default
-    memory: str = ""  # --mem, "2G"
-    extra_args: tuple[str, ...] = ()  # more sbatch arguments
-    #: The Python on the nodes that runs the node launcher (default: ours).
-    python: str = sys.executable
-    #: Where on the node the connection file is written (removed once read).
-    workdir: str = "/tmp"
-    #: The address the nodes reach this manager at (default: this host's name's).
-    callback_ip: str = ""
-    #: Seconds a job may stay PENDING before the start gives up.
-    queue_timeout: float = 300.0
-    #: Seconds between the ``squeue`` calls that watch a running kernel.
-    poll_interval: float = 2.0
-    #: ``SLURM_CONF`` for the commands, when not the default one.
-    slurm_conf: str = ""
-    #: Where the job's stdout and stderr go on the node (``%j``: the job id).
-    output: str = "/tmp/kernelyard-%j.out"
-
-    @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> SlurmConfig:
-        """Validate a kernelspec's config; KernelSpecError names the bad key."""
-        known = {item.name: item for item in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            if key not in known:
-                raise KernelSpecError(
-                    f"kernelspec {name!r}: {NAME} has no setting {key!r} "
-                    f"(it has {', '.join(sorted(known))})",
-                    name=name,
-                )
-            default = getattr(cls(), key)
-            if key == "extra_args":
-                if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-                    raise KernelSpecError(
-                        f"kernelspec {name!r}: {key} must be a list of strings", name=name
-                    )
-                value = tuple(value)
-            elif isinstance(default, float):
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise KernelSpecError(
-                        f"kernelspec {name!r}: {key} must be a positive number", name=name
-                    )
-                value = float(value)
-            elif not isinstance(value, type(default)) or isinstance(value, bool):
-                raise KernelSpecError(
-                    f"kernelspec {name!r}: {key} must be a {type(default).__name__}, not {value!r}",
-                    name=name,
-                )
-            values[key] = value
-        return cls(**values)
-
-    def sbatch_args(self, kernel_id: str) -> list[str]:
-        args = [f"--job-name=kernelyard-{kernel_id}", f"--output={self.output}"]
-        for flag, value in (
-            ("--partition", self.partition),
-            ("--account", self.account),
-            ("--time", self.time),
-            ("--mem", self.memory),
-        ):
-            if value:
-                args.append(f"{flag}={value}")
-        if self.cpus:
-            args.append(f"--cpus-per-task={self.cpus}")
-        return [*args, *self.extra_args]
 
 
 @dataclass
@@ -163,16 +91,16 @@ class SlurmProvisioner:
                 curve_publickey=public,
                 curve_secretkey=secret,
             )
-        callback_ip = self.config.callback_ip or _this_host()
+        callback_ip = self.config.callback_ip or await anyio.to_thread.run_sync(_this_host)
         commands = self.commands
         async with Callback(callback_ip, kernel_id, info.key) as callback:
+            # The kernel's environment as a local launch makes it (``${VAR}`` filled in),
+            # with the secrets; sbatch exports it to the job and nothing else of ours.
             env = {
-                **dict(options.extra_env),
-                **dict(spec.env),
+                **kernel_env(options.environment(), spec.env, parent_pid=os.getpid()),
+                **commands.env,
                 "KERNELYARD_KEY": info.key.decode(),
-                "KERNELYARD_KERNEL": _job_json(
-                    spec, kernel_id, callback.address, info, self.config
-                ),
+                "KERNELYARD_KERNEL": _job_json(spec, kernel_id, callback, info, self.config),
             }
             if info.curve_keys is not None:
                 env["KERNELYARD_CURVE_PUBLIC"] = info.curve_publickey.decode()
@@ -181,6 +109,7 @@ class SlurmProvisioner:
             job_id = await commands.submit(
                 [*self.config.sbatch_args(kernel_id), *_cwd_args(options)], script, env
             )
+            callback.job_id = job_id
             log.info("kernel %s: submitted as Slurm job %s", kernel_id, job_id)
             try:
                 report = await self._await_report(callback, commands, job_id, options)
@@ -233,9 +162,13 @@ class SlurmProvisioner:
         while True:
             await anyio.sleep(min(0.2, self.config.poll_interval))
             now = time.monotonic()
-            state = (await commands.states([job_id])).get(job_id) or (
-                await commands.show(job_id) or JobState("COMPLETED")
-            )
+            try:
+                state = (await commands.states([job_id])).get(job_id) or (
+                    await commands.show(job_id) or JobState("COMPLETED")
+                )
+            except LaunchError as exc:  # one failed look is not a failed start
+                log.warning("Slurm job %s: %s", job_id, exc)
+                continue
             if state.ended:
                 return await self._ended_early(commands, job_id, state)
             if state.state == "PENDING":
@@ -272,7 +205,16 @@ class SlurmProvisioner:
 
 
 def _this_host() -> str:
-    return socket.gethostbyname(socket.gethostname())
+    """This host's address by its name; LaunchError when that is a loopback address,
+    which no node could reach (Debian maps the host name to 127.0.1.1).
+    """
+    address = socket.gethostbyname(socket.gethostname())
+    if address.startswith("127.") or address == "::1":
+        raise LaunchError(
+            f"this host's name resolves to {address}, which the nodes cannot reach: "
+            "set callback_ip in the kernelspec's kernel_provisioner config"
+        )
+    return address
 
 
 def _cwd_args(options: LaunchOptions) -> list[str]:
@@ -286,14 +228,15 @@ def _output_path(template: str, job_id: str) -> Path | None:
 
 
 def _job_json(
-    spec: LaunchSpec, kernel_id: str, callback: str, info: ConnectionInfo, config: SlurmConfig
+    spec: LaunchSpec, kernel_id: str, callback: Callback, info: ConnectionInfo, config: SlurmConfig
 ) -> str:
     return json.dumps(
         {
             "kernel_id": kernel_id,
+            "nonce": callback.nonce,
             "kernel_name": spec.kernel_name,
             "argv": list(spec.argv),
-            "callback": callback,
+            "callback": callback.address,
             "signature_scheme": info.signature_scheme,
             "workdir": config.workdir,
         }

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 
 from kernelyard.provisioning.slurm.node import PORT_FIELDS, signature
@@ -46,7 +47,13 @@ class Callback:
     def __init__(self, ip: str, kernel_id: str, key: bytes) -> None:
         self.ip = ip
         self.kernel_id = kernel_id
+        #: Signed into this start's report only: an old report (a restart keeps the
+        #: key and the kernel id) cannot be replayed to point us at old ports.
+        self.nonce = secrets.token_hex(16)
+        #: Set once sbatch said it: a report from another job is refused.
+        self.job_id: str | None = None
         self._key = key
+        self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._report: asyncio.Future[Report] | None = None
         self._warned = False
@@ -70,6 +77,8 @@ class Callback:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for writer in list(self._writers):  # a stranger's open connection must not stall us
+            writer.close()
         await self._server.wait_closed()
 
     async def report(self) -> Report:
@@ -78,29 +87,39 @@ class Callback:
         return await asyncio.shield(self._report)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             line = await asyncio.wait_for(reader.readline(), 30)
             report = self._parse(line)
-        except (TimeoutError, ValueError, ConnectionError) as exc:
-            self._refuse(f"an unreadable report ({exc})")
+        except Exception as exc:  # whatever a stranger sends, before we know who it is
+            self._refuse(f"an unreadable report ({type(exc).__name__})")
             report = None
         finally:
+            self._writers.discard(writer)
             writer.close()
         if report is not None and self._report is not None and not self._report.done():
             self._report.set_result(report)
 
     def _parse(self, line: bytes) -> Report | None:
         message = json.loads(line)
-        body, signed = message.get("body"), message.get("signature")
+        body = message.get("body") if isinstance(message, dict) else None
+        signed = message.get("signature") if isinstance(message, dict) else None
         if not isinstance(body, str) or not isinstance(signed, str):
             self._refuse("a report without body and signature")
             return None
-        if not hmac.compare_digest(signature(self._key, body.encode()), signed):
+        expected = signature(self._key, body.encode())
+        if not hmac.compare_digest(expected.encode(), signed.encode()):
             self._refuse("a report with a wrong signature (forged, or another kernel's key)")
             return None
         data = json.loads(body)
-        if data.get("kernel_id") != self.kernel_id:
-            self._refuse(f"a report for another kernel ({data.get('kernel_id')!r})")
+        if not isinstance(data, dict) or data.get("kernel_id") != self.kernel_id:
+            self._refuse("a report for another kernel")
+            return None
+        if data.get("nonce") != self.nonce:
+            self._refuse("a report of an earlier start (replayed)")
+            return None
+        if self.job_id is not None and str(data.get("job_id")) != self.job_id:
+            self._refuse(f"a report from job {data.get('job_id')!r}, not {self.job_id}")
             return None
         ports = data.get("ports", {})
         if not all(

@@ -76,9 +76,11 @@ class SlurmCommands:
         *,
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
+        replace: bool = False,
     ) -> tuple[int, str, str]:
-        """Run ``argv``; its status, stdout and stderr. LaunchError if it cannot run or
-        hangs past the timeout (it is then killed).
+        """Run ``argv`` with our environment, ``self.env`` and ``env`` (``replace``: with
+        ``env`` only); its status, stdout and stderr. LaunchError if it cannot run or
+        hangs past the timeout (it is then killed, as when the caller is cancelled).
         """
         try:
             process = await asyncio.create_subprocess_exec(
@@ -86,26 +88,28 @@ class SlurmCommands:
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, **self.env, **(env or {})},
+                env=dict(env or {}) if replace else {**os.environ, **self.env, **(env or {})},
             )
         except OSError as exc:
             raise LaunchError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), self.timeout)
-        except TimeoutError:
+        except BaseException as exc:  # a timeout, or our caller's cancellation: no orphan
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGKILL)
-            await process.wait()
-            raise LaunchError(f"{argv[0]} did not answer within {self.timeout} s") from None
+            await asyncio.shield(process.wait())
+            if isinstance(exc, TimeoutError):
+                raise LaunchError(f"{argv[0]} did not answer within {self.timeout} s") from None
+            raise
         assert process.returncode is not None
         return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def submit(self, args: Sequence[str], script: bytes, env: Mapping[str, str]) -> str:
-        """``sbatch --parsable ARGS`` with ``script`` on stdin and ``env`` in its
+        """``sbatch --parsable ARGS`` with ``script`` on stdin and ``env`` as its whole
         environment (exported to the job, never on a command line); returns the job id.
         """
         code, out, err = await self._run(
-            ["sbatch", "--parsable", "--export=ALL", *args], stdin=script, env=env
+            ["sbatch", "--parsable", "--export=ALL", *args], stdin=script, env=env, replace=True
         )
         if code != 0:
             raise LaunchError(f"sbatch refused the job: {err.strip() or out.strip()}")
@@ -133,11 +137,14 @@ class SlurmCommands:
 
     async def show(self, job_id: str) -> JobState | None:
         """``scontrol show job``: the state and exit of a job, also one that ended (for
-        ``MinJobAge`` seconds); None when Slurm has forgotten it.
+        ``MinJobAge`` seconds); None when Slurm has forgotten it; LaunchError when
+        scontrol fails otherwise (a controller that does not answer).
         """
-        code, out, _ = await self._run(["scontrol", "show", "job", "-o", job_id])
+        code, out, err = await self._run(["scontrol", "show", "job", "-o", job_id])
         if code != 0:
-            return None
+            if "Invalid job id" in err:
+                return None
+            raise LaunchError(f"scontrol show job {job_id} failed: {err.strip()}")
         fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
         exit_code, _, exit_signal = fields.get("ExitCode", "").partition(":")
         ended = fields.get("JobState", "") in ENDED

@@ -12,21 +12,18 @@ silent kernel sooner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
-from kernelyard.errors import LaunchError
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
+from kernelyard.provisioning.slurm.watcher import JobWatcher
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["JobWatcher", "SlurmKernel"]
+__all__ = ["SlurmKernel"]
 
 log = logging.getLogger(__name__)
 
@@ -34,75 +31,6 @@ log = logging.getLogger(__name__)
 UNKNOWN_EXIT = -1
 #: How much of the job's output file ``stderr_tail`` reads.
 TAIL_BYTES = 8192
-#: After a signal, the watcher looks every QUICK seconds for QUICK_FOR seconds.
-QUICK = 0.1
-QUICK_FOR = 5.0
-
-
-class JobWatcher:
-    """One ``squeue`` per interval for every job of one cluster (one per event loop and
-    Slurm environment): the ended jobs' callbacks run, with ``scontrol``'s account of
-    how they ended. :meth:`poke` makes the next look come at once and the next few
-    quickly (after a signal, the kernel's end is expected soon).
-    """
-
-    _instances: ClassVar[dict[tuple[int, frozenset[tuple[str, str]]], JobWatcher]] = {}
-
-    def __init__(self, commands: SlurmCommands, interval: float) -> None:
-        self._commands = commands
-        self.interval = interval
-        self._jobs: dict[str, Callable[[JobState | None], None]] = {}
-        self._poked = asyncio.Event()
-        self._quick_until = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def of(cls, commands: SlurmCommands, interval: float) -> JobWatcher:
-        """The watcher of ``commands``' cluster in this event loop (made on first use)."""
-        key = (id(asyncio.get_running_loop()), frozenset(commands.env.items()))
-        watcher = cls._instances.get(key)
-        if watcher is None or watcher._task is None or watcher._task.done():
-            watcher = cls._instances[key] = cls(commands, interval)
-        watcher.interval = min(watcher.interval, interval)
-        return watcher
-
-    def watch(self, job_id: str, ended: Callable[[JobState | None], None]) -> None:
-        """Call ``ended(state)`` once ``job_id`` runs no more (``None``: Slurm forgot it)."""
-        self._jobs[job_id] = ended
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def forget(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
-
-    async def _look(self) -> None:
-        states = await self._commands.states(list(self._jobs))
-        for job_id in list(self._jobs):
-            state = states.get(job_id)
-            if state is None or state.ended:
-                # squeue leaves out a job it has no answer for (one id of the batch it
-                # does not know makes it fail): only scontrol's word ends a job.
-                shown = await self._commands.show(job_id)
-                if shown is not None and not shown.ended:
-                    continue
-                callback = self._jobs.pop(job_id, None)
-                if callback is not None:
-                    callback(shown)
-
-    def poke(self) -> None:
-        self._quick_until = time.monotonic() + QUICK_FOR
-        self._poked.set()
-
-    async def _run(self) -> None:
-        while self._jobs:
-            try:
-                await self._look()
-            except LaunchError as exc:  # a command that hung or cannot run: look again later
-                log.warning("watching Slurm jobs: %s", exc)
-            quick = time.monotonic() < self._quick_until
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), QUICK if quick else self.interval)
-            self._poked.clear()
 
 
 class SlurmKernel:
@@ -154,11 +82,13 @@ class SlurmKernel:
         return self._returncode is None
 
     async def wait(self) -> int:
+        """Wait for the job to end; its exit code (UNKNOWN_EXIT when Slurm forgot it)."""
         await self._exited.wait()
         assert self._returncode is not None
         return self._returncode
 
     def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` in the loop when the job ends (soon, if it has)."""
         self._callbacks.append(callback)
         if self._exited.is_set():
             asyncio.get_running_loop().call_soon(callback)
@@ -181,8 +111,9 @@ class SlurmKernel:
             self._returncode,
         )
         self._exited.set()
-        for callback in list(self._callbacks):
-            callback()
+        loop = asyncio.get_running_loop()
+        for callback in list(self._callbacks):  # as a local process's: soon, in the loop
+            loop.call_soon(callback)
 
     async def stderr_tail(self) -> str:
         """The end of the job's output file (stdout and stderr), where it can be read
@@ -236,5 +167,6 @@ class SlurmKernel:
             self._watcher.forget(self.job_id)
 
     def attach_info(self, kernel_id: str) -> AttachInfo:
+        """Its job, node and pid there, with its connection info (keys included)."""
         location = {"job_id": self.job_id, "node": self.node, "pid": self.pid}
         return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)

@@ -29,6 +29,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 
 #: Seconds the reporter waits for the kernel to write its ports.
 PORTS_TIMEOUT = 120.0
@@ -52,6 +53,14 @@ def signature(key: bytes, body: bytes) -> str:
 
 
 def _report(path: str, kernel_pid: int, job: dict[str, object], key: bytes) -> None:
+    try:
+        _report_ports(path, kernel_pid, job, key)
+    finally:  # the file holds the keys: never left behind, whatever happened
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _report_ports(path: str, kernel_pid: int, job: dict[str, object], key: bytes) -> None:
     deadline = time.monotonic() + PORTS_TIMEOUT
     ports: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -69,12 +78,14 @@ def _report(path: str, kernel_pid: int, job: dict[str, object], key: bytes) -> N
             return  # the kernel died first: the manager learns it from Slurm
         time.sleep(0.01)
     else:
+        print("kernelyard node: the kernel wrote no ports in time", file=sys.stderr)
         return
     os.unlink(path)  # read once by the kernel; the ports are reported, the key was given
     host, port = str(job["callback"]).rsplit(":", 1)
     body = json.dumps(
         {
             "kernel_id": job["kernel_id"],
+            "nonce": job.get("nonce", ""),
             "job_id": os.environ.get("SLURM_JOB_ID", ""),
             "node": os.environ.get("SLURMD_NODENAME", socket.gethostname()),
             "address": _address_towards(host.strip("[]"), int(port)),
@@ -116,10 +127,15 @@ def main() -> None:
         # Forked twice, so that the reporter is nobody's child once this one is reaped:
         # the kernel, which never reaps children it did not make, keeps no zombie.
         if os.fork() == 0:
+            code = 0
             try:
                 _report(path, kernel_pid, job, key)
+            except BaseException:  # to the job's output, which a failed start cites
+                traceback.print_exc()
+                code = 1
             finally:
-                os._exit(0)
+                sys.stderr.flush()
+                os._exit(code)
         os._exit(0)
     os.waitpid(child, 0)
     for name in (*SECRET_VARIABLES, "KERNELYARD_KERNEL", "JPY_PARENT_PID"):
