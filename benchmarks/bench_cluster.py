@@ -22,7 +22,6 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -35,7 +34,7 @@ from kernelyard.discovery import KernelFinder, KernelSpecProvider
 from kernelyard.manager import KernelManager
 from kernelyard.provisioning import LaunchOptions
 
-from .harness import min_med_max
+from .harness import Metric, min_med_max
 
 ROUND_TRIPS = 200
 BLOCKS = 10
@@ -45,17 +44,6 @@ ARGV = {
     "kernelyard": [sys.executable, "-m", "kernelyard.kernel", "-f", "{connection_file}"],
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
 }
-
-
-@dataclass
-class Metric:
-    name: str
-    unit: str
-    values: dict[str, list[float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, column: str, value: float) -> None:
-        self.values.setdefault(column, []).append(value)
 
 
 def _specs(root: Path, cluster: Any) -> KernelFinder:

@@ -26,7 +26,6 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -40,7 +39,7 @@ from kernelyard.manager import KernelManager
 from kernelyard.provisioning import ForkServerProvisioner, ForkServers, LaunchOptions
 from kernelyard.wire import Channel, Message
 
-from .harness import min_med_max
+from .harness import Metric, min_med_max
 
 KERNELS = {
     "kernelyard": None,  # installed by install_kernelspec
@@ -60,17 +59,6 @@ FLUSHED = 20_000
 ROUND_TRIPS = 200
 FORKED_STARTS = 5
 EXITS = 5
-
-
-@dataclass
-class Metric:
-    name: str
-    unit: str
-    values: dict[str, list[float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, kernel: str, value: float) -> None:
-        self.values.setdefault(kernel, []).append(value)
 
 
 def _specs(root: Path) -> KernelFinder:

@@ -11,7 +11,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Comparison", "compare", "min_med_max", "report"]
 
@@ -86,3 +86,16 @@ def report(results: list[Comparison]) -> str:
             f"{min(ratios):.2f}/{statistics.median(ratios):.2f}/{max(ratios):.2f} |"
         )
     return "\n".join(lines)
+
+
+@dataclass
+class Metric:
+    """One row of a table: its figures by column (a kernel, a stack...), and notes."""
+
+    name: str
+    unit: str
+    values: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, column: str, value: float) -> None:
+        self.values.setdefault(column, []).append(value)
