@@ -167,25 +167,31 @@ async def test_a_kernelspec_naming_a_bad_provisioner(
         await KernelManager(kernel, finder=cluster_finder, options=QUIET).start()
 
 
-async def test_the_server_serves_a_kernel_on_a_node(slurm: SlurmCluster, tmp_path: Path) -> None:
+async def test_two_kernels_through_the_server_land_on_two_nodes(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
-    metadata = _slurm(slurm, extra_args=["-w", "n2"])
-    make_spec_dir(home / "data" / "kernels", "on-n2", argv=KERNELYARD, metadata=metadata)
+    for node in slurm.node_addresses:
+        metadata = _slurm(slurm, extra_args=["-w", node])
+        make_spec_dir(home / "data" / "kernels", f"on-{node}", argv=KERNELYARD, metadata=metadata)
     with running_server(home, "--transport-encryption", "auto") as server:
         async with server.http() as http:
-            model = await start_kernel(http, "on-n2")
+            models = [await start_kernel(http, f"on-{node}") for node in slurm.node_addresses]
             try:
-                assert model["encrypted"] is True
-                async with kernel_socket(server, model["id"], v1=True) as ws:
-                    reply, outputs = await ws.execute(
-                        "import os; print(os.environ['SLURMD_NODENAME'])"
-                    )
-                    assert reply.content["status"] == "ok"
-                    assert stream_text(outputs) == "n2\n"
+                seen = []
+                for model in models:
+                    assert model["encrypted"] is True
+                    async with kernel_socket(server, model["id"], v1=True) as ws:
+                        code = "import os; print(os.environ['SLURMD_NODENAME'])"
+                        reply, outputs = await ws.execute(code)
+                        assert reply.content["status"] == "ok"
+                        seen.append(stream_text(outputs).strip())
+                assert seen == list(slurm.node_addresses)  # n1 and n2, as asked
                 jobs = slurm.jobs()
-                assert len(jobs) == 1
+                assert len(jobs) == 2
             finally:
-                assert (await http.delete(f"api/kernels/{model['id']}")).status_code == 204
+                for model in models:
+                    assert (await http.delete(f"api/kernels/{model['id']}")).status_code == 204
     with anyio.fail_after(30):
-        while jobs[0] in slurm.jobs():  # deleted: the job leaves the queue
+        while set(jobs) & set(slurm.jobs()):  # deleted: the jobs leave the queue
             await anyio.sleep(0.2)
