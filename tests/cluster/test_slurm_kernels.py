@@ -117,9 +117,15 @@ async def test_a_kernel_runs_on_its_node_and_is_driven_from_here(
         assert manager.connection_info.curve_keys == info.curve_keys
         reply = await client.execute("1 + 1", timeout=30)
         assert reply.content["status"] == "ok"
-        job = manager.process.job_id
+        last = manager.process
+        job = last.job_id
+    # Shut down politely: the kernel left by itself (no SIGTERM, no scancel), and the
+    # manager waited for Slurm to say so.
+    assert last.returncode == 0
+    assert last.ended is not None
+    assert last.ended.state in ("COMPLETED", "COMPLETING")
     with anyio.fail_after(30):
-        while job in slurm.jobs():  # shut down: the job leaves the queue
+        while job in slurm.jobs():  # the job leaves the queue
             await anyio.sleep(0.2)
     assert first_job not in slurm.jobs()
 

@@ -308,13 +308,14 @@ class KernelManager:
                 log.info("kernel %s: shutdown_request failed: %s", self.kernel_id, exc)
             else:
                 # The kernel has acknowledged and run its shutdown hooks. Give it
-                # exit_grace to leave by itself; then terminate the group rather
-                # than wait out its interpreter teardown.
-                with anyio.move_on_after(self.options.exit_grace):
+                # exit_grace to leave by itself (plus the time its provisioner takes to
+                # see an exit: a cluster's scheduler tells seconds later); then
+                # terminate the group rather than wait out its interpreter teardown.
+                with anyio.move_on_after(self.options.exit_grace + _exit_latency(process)):
                     await process.wait()
         if process.is_alive():
             process.terminate()
-            with anyio.move_on_after(self.options.kill_grace):
+            with anyio.move_on_after(self.options.kill_grace + _exit_latency(process)):
                 await process.wait()
         if process.is_alive():
             log.warning("kernel %s ignored SIGTERM; killing it", self.kernel_id)
@@ -407,3 +408,11 @@ class KernelManager:
 
     def __repr__(self) -> str:
         return f"<KernelManager {self.type_id} {self.kernel_id} {self.state.value}>"
+
+
+def _exit_latency(process: ProvisionedKernel) -> float:
+    """Seconds between a kernel's exit and its handle knowing (``exit_latency``: 0 for
+    a local process, whose exit the OS reports at once; a provisioner's handle may say
+    more, and one that predates the attribute says nothing).
+    """
+    return float(getattr(process, "exit_latency", 0.0))

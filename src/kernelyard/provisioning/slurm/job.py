@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 UNKNOWN_EXIT = -1
 #: How much of the job's output file ``stderr_tail`` reads.
 TAIL_BYTES = 8192
+#: Seconds from the kernel's exit to Slurm saying its job ended (scancel, squeue and
+#: scontrol each go through munge): what a manager adds to its waits for an exit.
+EXIT_LATENCY = 5.0
 
 
 class SlurmKernel:
@@ -81,8 +84,16 @@ class SlurmKernel:
     def is_alive(self) -> bool:
         return self._returncode is None
 
+    #: See EXIT_LATENCY; the manager reads it (a local process has none).
+    exit_latency = EXIT_LATENCY
+
     async def wait(self) -> int:
-        """Wait for the job to end; its exit code (UNKNOWN_EXIT when Slurm forgot it)."""
+        """Wait for the job to end; its exit code (UNKNOWN_EXIT when Slurm forgot it).
+
+        Someone waits for the end, so it is expected soon: the watcher looks quickly.
+        """
+        if not self._exited.is_set():
+            self._watcher.poke()
         await self._exited.wait()
         assert self._returncode is not None
         return self._returncode
