@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -40,7 +39,7 @@ from kernelyard.manager import KernelManager
 from kernelyard.provisioning import LaunchOptions, TransportEncryption
 from kernelyard.wire import Message
 
-from .harness import min_med_max
+from .harness import Metric, min_med_max
 
 LINES = 100_000
 ROUND_TRIPS = 200
@@ -56,17 +55,6 @@ CASES: list[tuple[str, TransportEncryption]] = [
     ("jupyter_client + ipykernel", "disabled"),
     ("jupyter_client + ipykernel", "required"),
 ]
-
-
-@dataclass
-class Metric:
-    name: str
-    unit: str
-    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, case: tuple[str, str], value: float) -> None:
-        self.values.setdefault(case, []).append(value)
 
 
 class Ours:
@@ -206,7 +194,7 @@ async def run(rounds: int = 3) -> list[Metric]:
     return list(metrics.values())
 
 
-def _cost(values: dict[tuple[str, str], list[float]], stack: str) -> str:
+def _cost(values: dict[Hashable, list[float]], stack: str) -> str:
     """Encrypted over clear text, round by round (the two ran side by side): min/med/max."""
     clear, curve = (values.get((stack, mode), []) for mode in ("disabled", "required"))
     ratios = [c / p for c, p in zip(curve, clear, strict=False) if p]

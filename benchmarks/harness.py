@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 __all__ = ["Comparison", "compare", "min_med_max", "report"]
@@ -94,8 +94,8 @@ class Metric:
 
     name: str
     unit: str
-    values: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[Hashable, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, column: str, value: float) -> None:
+    def add(self, column: Hashable, value: float) -> None:
         self.values.setdefault(column, []).append(value)

@@ -1,7 +1,9 @@
 """A real two-node Slurm cluster on this machine, for the cluster tests.
 
-Debian's ``slurm-wlm`` and ``munge`` (``make check`` installs them), run as
-``../shared/reference/cluster-slurm.md`` found works here: a bridge with the
+Debian's ``slurm-wlm`` 22.05 and ``munge`` (``make check`` installs them), set
+up the way that was found to work on our machines (the traps are noted where
+they bite: slurmd under ``nsenter``, the controller's hosts file, the order
+of shutdown): a bridge with the
 manager's address, and a network namespace for the controller and each node,
 joined to the bridge by a veth pair; no namespace has a default route, so
 nothing leaves the machine. munged, slurmctld and each slurmd run in the

@@ -13,7 +13,7 @@ import pytest
 
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelSpec
-from kernelyard.errors import KernelSpecError
+from kernelyard.errors import KernelSpecError, LaunchError
 from kernelyard.provisioning.registry import provisioner_for
 from kernelyard.provisioning.slurm import SlurmConfig, SlurmProvisioner
 from kernelyard.provisioning.slurm.callback import Callback
@@ -179,3 +179,9 @@ def test_a_client_is_made_outside_an_event_loop() -> None:
     moved = ConnectionInfo(shell_port=11, iopub_port=12, stdin_port=13, control_port=14, hb_port=15)
     client.kernel_moved(moved)  # not open: only kept for its next connect
     assert client.connection_info == moved
+
+
+async def test_a_callback_ip_this_host_does_not_have_is_a_launch_error() -> None:
+    with pytest.raises(LaunchError, match="cannot listen for the kernel's report on callback_ip"):
+        async with Callback("192.0.2.7", "kid", KEY):  # TEST-NET-1: nobody's address
+            pass

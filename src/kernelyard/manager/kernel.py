@@ -79,7 +79,8 @@ class KernelManager:
         self.kernel_id = kernel_id or str(uuid.uuid4())
         self.options = options or LaunchOptions()
         self.provisioner = provisioner or SubprocessProvisioner(self.finder.runtime_dir)
-        self._named: tuple[str, Provisioner] | None = None  # the kernelspec's own, if any
+        #: The kernelspec's own provisioner, if any, with the (name, config) it was made of.
+        self._named: tuple[str, Provisioner] | None = None
         self.connection_info: ConnectionInfo | None = None
         self.process: ProvisionedKernel | None = None
         #: The kernel's one state machine; subscribe to it (see :meth:`subscribe`).
@@ -230,8 +231,9 @@ class KernelManager:
         """
         if not spec.provisioner:
             return self.provisioner
-        if self._named is None or self._named[0] != spec.provisioner:
-            self._named = (spec.provisioner, provisioner_for(spec, self.finder.runtime_dir))
+        made_of = f"{spec.provisioner} {sorted(spec.provisioner_config.items())!r}"
+        if self._named is None or self._named[0] != made_of:  # the kernelspec was edited
+            self._named = (made_of, provisioner_for(spec, self.finder.runtime_dir))
         return self._named[1]
 
     async def _launch(self, connection_info: ConnectionInfo | None) -> None:

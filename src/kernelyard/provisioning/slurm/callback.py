@@ -18,6 +18,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from kernelyard.errors import LaunchError
 from kernelyard.provisioning.slurm.node import PORT_FIELDS, signature
 
 __all__ = ["Callback", "Report"]
@@ -71,7 +72,13 @@ class Callback:
 
     async def __aenter__(self) -> Callback:
         self._report = asyncio.get_running_loop().create_future()
-        self._server = await asyncio.start_server(self._handle, self.ip, 0, limit=MAX_REPORT)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.ip, 0, limit=MAX_REPORT)
+        except OSError as exc:  # an address of another machine, or none at all
+            raise LaunchError(
+                f"cannot listen for the kernel's report on callback_ip {self.ip!r}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
