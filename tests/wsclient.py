@@ -124,13 +124,34 @@ def stream_text(outputs: list[Message], name: str = "stdout") -> str:
     )
 
 
-async def start_kernel(http: httpx.AsyncClient, name: str | None = None) -> dict[str, Any]:
+async def start_kernel(
+    http: httpx.AsyncClient, name: str | None = None, *, settle: bool = True
+) -> dict[str, Any]:
+    """Start a kernel over REST; its model once the start ended (kernelyard's POST
+    answers while it starts), ``execution_state`` "dead" with the ``reason`` if it
+    failed. ``settle=False``: the POST's own answer (jupyter_server's says
+    "starting" until a client connects).
+    """
     body = {"name": name} if name else {}
     with anyio.fail_after(60):
         response = await http.post("api/kernels", json=body)
-    assert response.status_code == 201, response.text
-    model: dict[str, Any] = response.json()
-    return model
+        assert response.status_code == 201, response.text
+        model: dict[str, Any] = response.json()
+        if not settle:
+            return model
+        assert model["execution_state"] == "starting", model
+        return await settled_model(http, model["id"])
+
+
+async def settled_model(http: httpx.AsyncClient, kernel_id: str) -> dict[str, Any]:
+    """The kernel's model once it is no longer starting (polled every 10 ms)."""
+    while True:
+        response = await http.get(f"api/kernels/{kernel_id}")
+        assert response.status_code == 200, response.text
+        model: dict[str, Any] = response.json()
+        if model["execution_state"] != "starting":
+            return model
+        await anyio.sleep(0.01)
 
 
 #: JSON text frames a v1 client might send by mistake: a field missing, wrong types.

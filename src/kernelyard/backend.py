@@ -16,7 +16,7 @@ implementation's job, so no caller ever holds the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,11 +33,16 @@ __all__ = [
     "KernelModel",
     "KernelSpecs",
     "Origin",
+    "Progress",
     "RemoteModels",
 ]
 
 #: Who sent a request: the server's WebSocket session; its reply comes back with it.
 Origin = str | None
+
+#: Told, while a start waits, what it waits for ("queued in Slurm: Resources"), as
+#: text for the starting kernel's ``reason``.
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,13 @@ class KernelBackend(Protocol):
         """
         ...
 
+    def new_kernel_id(self) -> str | None:
+        """An id for the next start to take as ``kernel_id``, so that a caller can name
+        a kernel before it is up; None when kernels get their ids elsewhere (a
+        gateway's: ``kernel_id`` there adopts a running kernel).
+        """
+        ...
+
     async def start_kernel(
         self,
         name: str | None = None,
@@ -127,14 +139,16 @@ class KernelBackend(Protocol):
         kernel_id: str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """Start a kernel of type ``name`` (the default type when None) and return its
         id once it answered ``kernel_info``.
 
         ``kernel_id`` chooses the id (one in use raises InvalidState); ``env`` is
-        added to the kernel's environment. Raises NoSuchKernelSpec or
-        KernelSpecError for an unknown or broken type, LaunchError when the kernel
-        cannot be started or exits first.
+        added to the kernel's environment; ``progress`` hears what a slow start
+        waits for. Raises NoSuchKernelSpec or KernelSpecError for an unknown or
+        broken type, LaunchError when the kernel cannot be started or exits first.
+        Cancelling it stops whatever it launched.
         """
         ...
 

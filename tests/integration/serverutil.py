@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from ..wsclient import KernelSocket, kernel_socket, start_kernel, stream_text
+from ..wsclient import KernelSocket, kernel_socket, settled_model, start_kernel, stream_text
 
 __all__ = [
     "TOKEN",
@@ -34,6 +34,7 @@ __all__ = [
     "running_on_port",
     "running_server",
     "server_env",
+    "settled_model",
     "start_kernel",
     "stream_text",
 ]

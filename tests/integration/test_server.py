@@ -26,6 +26,7 @@ from .serverutil import (
     Server,
     kernel_socket,
     running_server,
+    settled_model,
     start_kernel,
     stream_text,
 )
@@ -74,6 +75,10 @@ async def test_kernel_lifecycle_over_rest(http: httpx.AsyncClient, server: Serve
     kid = model["id"]
     assert response.headers["location"] == f"/api/kernels/{kid}"
     assert model["name"] == "kernelyard"
+    assert model["execution_state"] == "starting"  # the answer does not wait for the kernel
+    assert re.match(TIME_PATTERN, model["last_activity"])
+    with anyio.fail_after(60):
+        model = await settled_model(http, kid)
     assert model["execution_state"] == "idle"
     assert model["connections"] == 0
     assert "reason" not in model

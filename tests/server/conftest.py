@@ -54,11 +54,16 @@ class Served:
         return httpx.AsyncClient(base_url=self.url, headers={**auth, **headers}, timeout=10)
 
     async def start(self, **body: Any) -> str:
-        """Start a kernel over REST (``POST /api/kernels`` with ``body``); its id."""
+        """Start a kernel over REST (``POST /api/kernels`` with ``body``); its id, once
+        it answers (the POST itself answers while it starts).
+        """
         async with self.http() as http:
             response = await http.post("api/kernels", json=body)
         assert response.status_code == 201, response.text
-        return str(response.json()["id"])
+        kernel_id = str(response.json()["id"])
+        with anyio.fail_after(5):
+            await self.kernels.get(kernel_id).running()
+        return kernel_id
 
 
 class PromptServer(KernelServer):

@@ -10,7 +10,7 @@ from functools import partial
 from types import TracebackType
 from typing import Self
 
-from kernelyard.backend import KernelModel, KernelSpecs
+from kernelyard.backend import KernelModel, KernelSpecs, Progress
 from kernelyard.blocking.client import BlockingKernelClient
 from kernelyard.blocking.portal import build, call, portal
 from kernelyard.discovery import KernelFinder
@@ -214,6 +214,9 @@ class BlockingMultiKernelManager:
     def remove_kernel(self, kernel_id: str) -> KernelManager:
         return self.async_manager.remove_kernel(kernel_id)
 
+    def new_kernel_id(self) -> str:
+        return self.async_manager.new_kernel_id()
+
     def start_kernel(
         self,
         type_id: str | None = None,
@@ -222,6 +225,7 @@ class BlockingMultiKernelManager:
         cwd: str | os.PathLike[str] | None = None,
         launch_params: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         return call(
             partial(
@@ -231,6 +235,7 @@ class BlockingMultiKernelManager:
                 cwd=cwd,
                 launch_params=launch_params,
                 env=env,
+                progress=progress,
             )
         )
 

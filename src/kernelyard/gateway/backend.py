@@ -53,7 +53,7 @@ from urllib.parse import quote
 
 import anyio
 
-from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
+from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs, Progress
 from kernelyard.client import KernelClient
 from kernelyard.errors import (
     GatewayError,
@@ -183,6 +183,10 @@ class GatewayBackend:
 
     # -- kernels -------------------------------------------------------------------------
 
+    def new_kernel_id(self) -> str | None:
+        """None: the gateway names its kernels (a ``kernel_id`` adopts one of them)."""
+        return None
+
     async def start_kernel(
         self,
         name: str | None = None,
@@ -190,9 +194,11 @@ class GatewayBackend:
         kernel_id: str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """Start a kernel on the gateway (``name`` None: the gateway's default), or adopt
-        its running kernel ``kernel_id``; returns the id once the gateway answered.
+        its running kernel ``kernel_id``; returns the id once the gateway answered
+        (``progress`` is not told: the gateway's model says what its start waits for).
         """
         self._check_open()
         if kernel_id is not None:

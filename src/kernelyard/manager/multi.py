@@ -30,7 +30,7 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup
 
-from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs
+from kernelyard.backend import KernelChannels, KernelModel, KernelSpecs, Progress
 from kernelyard.discovery import KernelFinder, KernelSpec
 from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuchKernelSpec
 from kernelyard.manager.channels import ManagedChannels
@@ -133,6 +133,10 @@ class MultiKernelManager:
 
     # -- lifecycle by id ----------------------------------------------------------------
 
+    def new_kernel_id(self) -> str:
+        """A fresh id (a UUID, as jupyter_client's) for :meth:`start_kernel`."""
+        return str(uuid.uuid4())
+
     async def start_kernel(
         self,
         type_id: str | None = None,
@@ -141,18 +145,20 @@ class MultiKernelManager:
         cwd: str | os.PathLike[str] | None = None,
         launch_params: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         """Start a kernel (of the default type when None) and return its id once it answers.
 
         ``kernel_id`` lets the caller choose the id; one in use raises InvalidState.
-        ``env`` is added to the kernel's environment, ``launch_params`` fill its argv.
+        ``env`` is added to the kernel's environment, ``launch_params`` fill its argv;
+        ``progress`` hears what the provisioner waits for (a cluster queue).
         """
         if self._tasks is None:
             raise InvalidState("use 'async with MultiKernelManager()' before starting kernels")
         type_id = type_id or self.default_type_id or self.finder.default_type_id()
         if type_id is None:
             raise InvalidState("no kernel type given and none is installed")
-        kernel_id = kernel_id or str(uuid.uuid4())
+        kernel_id = kernel_id or self.new_kernel_id()
         if kernel_id in self._kernels:
             raise InvalidState(f"kernel id {kernel_id!r} is already in use")
         options = replace(
@@ -160,6 +166,7 @@ class MultiKernelManager:
             cwd=cwd if cwd is not None else self.options.cwd,
             launch_params={**self.options.launch_params, **(launch_params or {})},
             extra_env={**self.options.extra_env, **(env or {})},
+            progress=progress or self.options.progress,
         )
         manager = KernelManager(
             type_id,

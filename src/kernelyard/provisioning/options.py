@@ -60,6 +60,9 @@ class LaunchOptions:
     #: CurveZMQ for new kernels: "disabled", "auto" (when the kernelspec supports it) or
     #: "required" (a kernelspec without support fails to start); see ``encryption``.
     transport_encryption: TransportEncryption = "disabled"
+    #: Told what a slow start waits for ("queued in Slurm: Priority"); a provisioner
+    #: whose start may wait (a cluster's) calls it as the wait changes.
+    progress: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         mode = encryption_mode(self.transport_encryption)  # "Required" means "required"

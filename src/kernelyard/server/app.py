@@ -71,7 +71,7 @@ async def kernel_channels(websocket: WebSocket) -> None:
     except NoSuchKernel as exc:
         await websocket.send_denial_response(rest.error_response(exc))
         return
-    await KernelSocket(websocket, kernel.bridge, kernels.settings, kernels.factory).serve()
+    await KernelSocket(websocket, kernel, kernels.settings, kernels.factory).serve()
 
 
 async def event_stream(websocket: WebSocket) -> None:

@@ -10,32 +10,45 @@ a gateway), the refresh that merges their remote models into ours: the later
 of both ``last_activity`` values (other clients use the kernel there too), and
 the connections the remote counts besides our own upstream one.
 
-Starts are independent: nothing is locked across a start, so a slow start
-never delays another request.
+A start answers at once: ``POST /api/kernels`` registers the kernel as
+*starting* (counted against ``max_kernels`` from that moment) and returns its
+model while the backend starts it in the server's task group; a WebSocket
+opened meanwhile is accepted and waits for it. A start that fails leaves the
+kernel listed as ``dead`` with the reason (as a kernel that died for good
+is), until it is deleted or culled. Starts are independent: nothing is
+locked across one, so a slow start (a cluster queue) never delays another
+request. Only a backend whose kernels get their ids elsewhere (a gateway's)
+is asked first, for the id.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 
 from kernelyard._clock import utcnow
 from kernelyard.backend import KernelBackend, KernelModel, RemoteModels
-from kernelyard.errors import KernelyardError, NoSuchKernel, RequestRejected
+from kernelyard.errors import (
+    InvalidState,
+    KernelyardError,
+    NoSuchKernel,
+    NoSuchKernelSpec,
+    RequestRejected,
+)
 from kernelyard.lifecycle import KernelState
 from kernelyard.server.activity import should_cull
 from kernelyard.server.bridge import KernelBridge
 from kernelyard.server.events import EventBus
 from kernelyard.server.models import format_time
-from kernelyard.server.policy import CloseCode, start_request
+from kernelyard.server.policy import CloseCode, StartRequest, start_request
 from kernelyard.server.settings import ServerSettings
 from kernelyard.server.status import status_for
 from kernelyard.wire import MessageFactory
@@ -50,27 +63,60 @@ _ENDED = frozenset({KernelState.SHUTTING_DOWN, KernelState.STOPPED})
 
 @dataclass(eq=False)
 class ServedKernel:
-    """One kernel as the server tracks it."""
+    """One kernel as the server tracks it: starting (no bridge yet), failed to start
+    (``failure`` says why), or running with its bridge.
+    """
 
     id: str
     name: str
-    bridge: KernelBridge
+    bridge: KernelBridge | None = None
     cull_idle_timeout: float | None = None  # the kernelspec's override, if any
     #: Connections the remote side counts besides ours (a gateway's other clients).
     remote_connections: int = 0
+    #: What the start waits for, as the backend says (a cluster queue and its reason).
+    progress: str = ""
+    #: Why the start failed ("" while it starts or once it runs).
+    failure: str = ""
+    #: Connections accepted while it starts, waiting for it.
+    waiting: int = 0
+    created: datetime = field(default_factory=utcnow)
+    #: Set once the start ended, either way (``bridge`` or ``failure`` tells which).
+    settled: anyio.Event = field(default_factory=anyio.Event)
+    #: Cancels the start (a DELETE before the kernel answered).
+    start_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
     @property
     def connections(self) -> int:
-        return self.bridge.connections + self.remote_connections
+        held = self.bridge.connections if self.bridge is not None else self.waiting
+        return held + self.remote_connections
+
+    @property
+    def execution_state(self) -> str:
+        if self.bridge is not None:
+            return self.bridge.execution_state
+        return "dead" if self.failure else "starting"
+
+    @property
+    def last_activity(self) -> datetime:
+        return self.bridge.activity.last_activity if self.bridge is not None else self.created
 
     def merge_remote(self, remote: KernelModel) -> None:
         """Take in what the remote side knows: its later activity, its other clients
         (``remote.connections`` counts those only: see RemoteModels.refresh).
         """
+        if self.bridge is None:
+            return
         activity = self.bridge.activity
         if remote.last_activity is not None and remote.last_activity > activity.last_activity:
             activity.last_activity = remote.last_activity
         self.remote_connections = remote.connections
+
+    async def running(self) -> KernelBridge:
+        """The bridge, once the kernel answers; InvalidState if its start failed."""
+        await self.settled.wait()
+        if self.bridge is None:
+            raise InvalidState(f"kernel {self.id} failed to start: {self.failure}")
+        return self.bridge
 
     def model(self) -> dict[str, Any]:
         """The REST kernel model (state and reason come from the kernel's lifecycle)."""
@@ -78,15 +124,16 @@ class ServedKernel:
         model: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
-            "last_activity": format_time(bridge.activity.last_activity),
-            "execution_state": bridge.execution_state,
+            "last_activity": format_time(self.last_activity),
+            "execution_state": self.execution_state,
             "connections": self.connections,
         }
-        if bridge.reason:
-            model["reason"] = bridge.reason
+        reason = bridge.reason if bridge is not None else self.failure or self.progress
+        if reason:
+            model["reason"] = reason
         # Not in jupyter_server's model (clients ignore it); a backend's channels from
         # before KernelChannels.encrypted existed do not say.
-        encrypted = getattr(bridge.channels, "encrypted", None)
+        encrypted = getattr(bridge.channels, "encrypted", None) if bridge is not None else None
         if encrypted is not None:
             model["encrypted"] = encrypted
         return model
@@ -149,7 +196,7 @@ class ServedKernels:
 
     @property
     def last_activity(self) -> datetime:
-        times = [k.bridge.activity.last_activity for k in self._kernels.values()]
+        times = [kernel.last_activity for kernel in self._kernels.values()]
         return max(times, default=self.started)
 
     # -- start --------------------------------------------------------------------------
@@ -169,60 +216,111 @@ class ServedKernels:
         return str(candidate)
 
     async def start(self, body: Mapping[str, Any]) -> tuple[ServedKernel, bool]:
-        """Start a kernel for a ``POST /api/kernels`` body; returns it and whether it is
-        new (an existing ``kernel_id`` is returned as it is).
+        """Start a kernel for a ``POST /api/kernels`` body; returns it, still starting,
+        and whether it is new (an existing ``kernel_id`` is returned as it is).
+
+        What the request names is checked here (400 for a bad body, 403 over
+        ``max_kernels``, 404 for an unknown type); what happens after is the
+        start's, and shows in the model.
         """
         request = start_request(body, self.settings.allowed_env)
         if request.kernel_id is not None and request.kernel_id in self._kernels:
             return self._kernels[request.kernel_id], False
-        name = request.name or self.settings.default_kernel
         cwd = self.cwd_for(request.path)
         limit = self.settings.max_kernels
-        if limit and len(self._kernels) + self._starting >= limit:
+        if limit and self._holding() + self._starting >= limit:
             raise RequestRejected(403, f"Resource Limit: the server runs at most {limit} kernels")
-        self._starting += 1
+        self._starting += 1  # held until the kernel is registered: counted atomically
         try:
-            if request.name is None:
-                name = await self._default_name(name)
-            # The backend chooses the id unless the client did: a gateway's kernels
-            # get theirs from the gateway.
-            kid = await self.backend.start_kernel(
-                name, kernel_id=request.kernel_id, cwd=cwd, env=request.env
-            )
-            assert self._tasks is not None
-            kernel: ServedKernel = await self._tasks.start(self._serve, kid, name)
+            launch: StartRequest | None = request  # None once the backend started it
+            kernel_id = request.kernel_id or self.backend.new_kernel_id()
+            name = await self._checked_name(request.name, strict=kernel_id is not None)
+            if kernel_id is None:  # the backend names its kernels: ask it first
+                kernel_id = await self.backend.start_kernel(name, cwd=cwd, env=request.env)
+                launch = None
+            if kernel_id in self._kernels:  # a racing start with the same id
+                return self._kernels[kernel_id], False
+            kernel = ServedKernel(kernel_id, name)
+            self._kernels[kernel_id] = kernel
         except KernelyardError as exc:
-            failed = request.kernel_id or ""
-            self._action("start", failed, name, f"Kernel failed to start: {exc}", exc)
+            self._action(
+                "start", body.get("kernel_id") or "", "", f"Kernel failed to start: {exc}", exc
+            )
             raise
         finally:
             self._starting -= 1
-        self._action("start", kid, name, "Kernel started")
+        assert self._tasks is not None
+        self._tasks.start_soon(self._run, kernel, launch, cwd, name=f"kernel {kernel_id}")
         return kernel, True
 
-    async def _default_name(self, configured: str) -> str:
-        """The kernel type a start that names none gets: the configured default when the
-        backend has it, else the backend's own (a gateway's default replaces ours).
+    def _holding(self) -> int:
+        """The kernels that count against ``max_kernels``: starting or started."""
+        return sum(1 for kernel in self._kernels.values() if not kernel.failure)
+
+    async def _checked_name(self, name: str | None, *, strict: bool) -> str:
+        """The kernel type to start: ``name``, or the default (the configured one when
+        the backend has it, else the backend's: a gateway's replaces ours). With
+        ``strict``, NoSuchKernelSpec when the backend does not list it (else the
+        backend's start says so: a gateway's list may be older than the gateway).
         """
+        if name is not None and not strict:
+            return name
         try:
             specs = await self.backend.kernel_specs()
         except KernelyardError:
-            return configured  # the start itself reports what is wrong
-        if configured in specs.specs or specs.default is None:
-            return configured
-        return specs.default
+            return name or self.settings.default_kernel  # the start reports what is wrong
+        if name is None:
+            name = self.settings.default_kernel
+            if name not in specs.specs and specs.default is not None:
+                name = specs.default
+        if strict and name not in specs.specs:
+            raise NoSuchKernelSpec(name)
+        return name
 
-    async def _serve(
-        self, kernel_id: str, name: str, *, task_status: TaskStatus[ServedKernel]
-    ) -> None:
+    async def _run(self, kernel: ServedKernel, request: StartRequest | None, cwd: str) -> None:
+        """Start the kernel (unless the backend already did: ``request`` None), then own
+        its channels and bridge for as long as it runs.
+        """
+        try:
+            with kernel.start_scope:
+                if request is not None:
+                    await self.backend.start_kernel(
+                        kernel.name,
+                        kernel_id=kernel.id,
+                        cwd=cwd,
+                        env=request.env,
+                        progress=lambda text: setattr(kernel, "progress", text),
+                    )
+                kernel.cull_idle_timeout = await self._cull_override(kernel.name)
+                await self._serve(kernel)
+        except KernelyardError as exc:
+            self._failed(kernel, str(exc), exc)
+        except Exception as exc:  # one kernel's failure must not take the server down
+            log.exception("kernel %s: the start failed", kernel.id)
+            self._failed(kernel, f"{type(exc).__name__}: {exc}", exc)
+        finally:
+            if not kernel.settled.is_set():  # cancelled: deleted, or the server stops
+                kernel.failure = kernel.failure or "shut down while starting"
+                kernel.settled.set()
+
+    def _failed(self, kernel: ServedKernel, reason: str, error: BaseException) -> None:
+        if kernel.settled.is_set():  # it ran and its bridge failed: the bridge told them
+            return
+        kernel.failure = reason or "the kernel did not start"
+        kernel.settled.set()
+        log.warning("kernel %s (%s) failed to start: %s", kernel.id, kernel.name, reason)
+        self._action("start", kernel.id, kernel.name, f"Kernel failed to start: {reason}", error)
+
+    async def _serve(self, kernel: ServedKernel) -> None:
         """Own the kernel's channels and bridge for as long as the kernel runs."""
+        kernel_id = kernel.id
         async with self.backend.open_channels(kernel_id) as channels:
             bridge = KernelBridge(kernel_id, channels, self.settings, factory=self.factory)
             if bridge.activity.execution_state == "starting":
                 bridge.activity.execution_state = "idle"  # it answered kernel_info: it is idle
-            kernel = ServedKernel(kernel_id, name, bridge, await self._cull_override(name))
-            self._kernels[kernel_id] = kernel
-            task_status.started(kernel)
+            kernel.bridge, kernel.progress = bridge, ""
+            kernel.settled.set()
+            self._action("start", kernel_id, kernel.name, "Kernel started")
             try:
                 await bridge.run()
             except Exception:  # one kernel's failure must not take the server down
@@ -232,7 +330,9 @@ class ServedKernels:
                 # Shut down behind our back (culled on a gateway): forget it as a
                 # DELETE would, once its connections were told.
                 del self._kernels[kernel_id]
-                self._action("shutdown", kernel_id, name, f"Kernel {bridge.lifecycle.reason}")
+                self._action(
+                    "shutdown", kernel_id, kernel.name, f"Kernel {bridge.lifecycle.reason}"
+                )
 
     async def _cull_override(self, name: str) -> float | None:
         """The kernelspec's ``metadata.cull_idle_timeout``, if it sets one."""
@@ -248,20 +348,28 @@ class ServedKernels:
     async def shutdown(
         self, kernel_id: str, *, action: str = "shutdown", now: bool = False
     ) -> None:
-        """Stop a kernel for good; its connections get ``status: dead`` and close 1000."""
+        """Stop a kernel for good; its connections get ``status: dead`` and close 1000.
+        One still starting has its start cancelled (what the backend launched is stopped).
+        """
         kernel = self.get(kernel_id)
         reason = "culled" if action == "cull" else "shut down"
         try:
+            if not kernel.settled.is_set():
+                kernel.failure = f"{reason} while starting"
+                kernel.start_scope.cancel()
+                await kernel.settled.wait()
             await self.backend.shutdown_kernel(kernel_id, now=now, reason=reason)
         except NoSuchKernel:
-            pass
+            pass  # its start failed or was cancelled there: nothing is left to stop
         finally:
             self._kernels.pop(kernel_id, None)
         self._action(action, kernel_id, kernel.name, f"Kernel {action}")
 
     async def restart(self, kernel_id: str) -> ServedKernel:
+        """Restart a kernel (one still starting is restarted once it answers)."""
         kernel = self.get(kernel_id)
         try:
+            await kernel.running()
             with anyio.fail_after(self.settings.kernel_info_timeout):
                 await self.backend.restart_kernel(kernel_id)
         except (KernelyardError, TimeoutError) as exc:
@@ -272,8 +380,10 @@ class ServedKernels:
         return kernel
 
     async def interrupt(self, kernel_id: str) -> None:
+        """Interrupt a kernel (one still starting is interrupted once it answers)."""
         kernel = self.get(kernel_id)
         try:
+            await kernel.running()
             await self.backend.interrupt_kernel(kernel_id)
         except KernelyardError as exc:
             self._action("interrupt", kernel_id, kernel.name, f"Interrupt failed: {exc}", exc)
@@ -289,7 +399,8 @@ class ServedKernels:
     def close_connections(self) -> None:
         """Tell every connection the server is stopping (close code 1001)."""
         for kernel in self._kernels.values():
-            kernel.bridge.close(CloseCode.SERVER_STOPPING, "the server is stopping")
+            if kernel.bridge is not None:
+                kernel.bridge.close(CloseCode.SERVER_STOPPING, "the server is stopping")
 
     async def shutdown_all(self) -> None:
         """Stop every kernel in parallel (server exit): connections close with 1001."""
@@ -336,11 +447,12 @@ class ServedKernels:
         """One culling pass; returns the ids it culled."""
         now, settings, culled = utcnow(), self.settings, []
         for kernel in list(self._kernels.values()):
+            if not kernel.settled.is_set():
+                continue  # starting: not idle, and a queue wait is not inactivity
             timeout = kernel.cull_idle_timeout
-            bridge = kernel.bridge
             if should_cull(
-                bridge.execution_state,
-                bridge.activity.last_activity,
+                kernel.execution_state,
+                kernel.last_activity,
                 now=now,
                 idle_timeout=settings.cull_idle_timeout if timeout is None else timeout,
                 connections=kernel.connections,
@@ -351,8 +463,8 @@ class ServedKernels:
                     "culling kernel %s (%s): %s since %s",
                     kernel.id,
                     kernel.name,
-                    bridge.execution_state,
-                    format_time(bridge.activity.last_activity),
+                    kernel.execution_state,
+                    format_time(kernel.last_activity),
                 )
                 culled.append(kernel.id)
         async with anyio.create_task_group() as tg:

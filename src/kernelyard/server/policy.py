@@ -30,6 +30,7 @@ __all__ = [
     "allowed_env",
     "bad_data",
     "check_client_message",
+    "close_reason",
     "closing_for",
     "execution_state",
     "injected_status",
@@ -63,6 +64,18 @@ class CloseCode(IntEnum):
     TRY_AGAIN = 1013
     #: A newer connection of the same session took over (as jupyter_server does).
     REPLACED = 4002
+
+
+#: The most a close frame's reason may hold, in bytes of UTF-8 (RFC 6455: 125 less the code).
+MAX_CLOSE_REASON = 123
+
+
+def close_reason(text: str) -> str:
+    """``text`` as a close frame can carry it: cut, with an ellipsis, to MAX_CLOSE_REASON."""
+    data = text.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return text
+    return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore") + "..."
 
 
 @dataclass(frozen=True, slots=True)

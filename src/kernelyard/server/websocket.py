@@ -15,6 +15,11 @@ one that also says ``resume_after=MSG_ID`` (the last message it got; our
 gateway client does) gets again what was written after that message but
 lost with the old connection.
 
+A connection to a kernel that is still starting is accepted at once and
+waits for it, keeping what the client sends meanwhile (JupyterLab's first
+``kernel_info_request``) to forward once the kernel answers; if the start
+fails, the client gets ``status: dead`` and a final close with the reason.
+
 What a frame may be, and every close code, is decided in
 :mod:`kernelyard.server.policy`; when the connection closes for the
 kernel's sake (gone, replaced, server stopping), the bridge says so through
@@ -35,7 +40,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kernelyard.errors import ChannelClosed, MalformedMessage
 from kernelyard.server.bridge import KernelBridge, Reader
-from kernelyard.server.policy import Refusal, bad_data, check_client_message, kernel_unavailable
+from kernelyard.server.kernels import ServedKernel
+from kernelyard.server.policy import (
+    CloseCode,
+    Refusal,
+    bad_data,
+    check_client_message,
+    close_reason,
+    kernel_unavailable,
+)
 from kernelyard.server.ratelimit import EXEMPT_MESSAGE_TYPES, RatePacer
 from kernelyard.server.replay import LogEntry, merge_streams
 from kernelyard.server.settings import ServerSettings
@@ -61,20 +74,22 @@ class KernelSocket:
     def __init__(
         self,
         websocket: WebSocket,
-        bridge: KernelBridge,
+        kernel: ServedKernel,
         settings: ServerSettings,
         factory: MessageFactory,
     ) -> None:
         self.websocket = websocket
-        self.bridge = bridge
+        self.kernel = kernel
         self.settings = settings
+        #: What the client sent while the kernel was starting, to forward first.
+        self._early: list[str | bytes] = []
         self._factory = factory
         offered = websocket.scope.get("subprotocols") or []
         self.subprotocol = choose_subprotocol(offered, settings.kernel_ws_protocol)
         self.framing = "v1" if self.subprotocol == V1_SUBPROTOCOL else "legacy"
         session = websocket.query_params.get("session_id")
         if not session:
-            log.warning("kernel %s: connection without session_id", bridge.kernel_id)
+            log.warning("kernel %s: connection without session_id", kernel.id)
             session = uuid.uuid4().hex
         self.session = session
         self._pacer = (
@@ -89,8 +104,17 @@ class KernelSocket:
         self._rate_noticed = False
 
     async def serve(self) -> None:
-        """Accept, relay both ways until either side ends, and account for the session."""
+        """Accept, wait for the kernel if it is starting, relay both ways until either
+        side ends, and account for the session.
+        """
         await self.websocket.accept(subprotocol=self.subprotocol)
+        if self.kernel.bridge is None:
+            bridge = await self._wait_for_start()
+            if bridge is None:
+                return
+        else:
+            bridge = self.kernel.bridge
+        self.bridge: KernelBridge = bridge
         query = self.websocket.query_params
         reader = self.bridge.attach(
             self.session,
@@ -113,10 +137,55 @@ class KernelSocket:
         finally:
             self.bridge.detach(reader)
 
+    async def _wait_for_start(self) -> KernelBridge | None:
+        """The kernel's bridge once it answers; None when the client left meanwhile or
+        the start failed (the client was told: ``status: dead``, a final close).
+        """
+        kernel, ws = self.kernel, self.websocket
+        left = False
+        kernel.waiting += 1
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def keep_what_comes() -> None:
+                    nonlocal left
+                    while True:
+                        message = await ws.receive()
+                        if message["type"] == "websocket.disconnect":
+                            left = True
+                            tg.cancel_scope.cancel()
+                            return
+                        data = message.get("bytes")
+                        data = message.get("text") if data is None else data
+                        if data is not None:
+                            self._early.append(data)
+
+                tg.start_soon(keep_what_comes)
+                await kernel.settled.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            kernel.waiting -= 1
+        if left:
+            return None
+        if kernel.bridge is None:
+            dead = self._factory.message(
+                "status", {"execution_state": "dead"}, channel=Channel.IOPUB
+            )
+            await self._send_entry(LogEntry(Channel.IOPUB, message_parts(dead), "status"))
+            await self._close(CloseCode.FINAL, close_reason(f"failed to start: {kernel.failure}"))
+            return None
+        return kernel.bridge
+
     # -- client -> kernel ---------------------------------------------------------------
 
     async def _from_client(self, reader: Reader) -> None:
         ws = self.websocket
+        early, self._early = self._early, []
+        for frame in early:
+            refusal = await self._forward(reader, frame)
+            if refusal is not None and refusal.code is not None:
+                await self._close(refusal.code, refusal.reason)
+                return
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":

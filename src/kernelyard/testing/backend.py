@@ -34,7 +34,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from kernelyard.backend import KernelChannels, KernelSpecs
+from kernelyard.backend import KernelChannels, KernelSpecs, Progress
 from kernelyard.discovery import KernelSpec
 from kernelyard.errors import InvalidState, KernelyardError, NoSuchKernel, NoSuchKernelSpec
 from kernelyard.lifecycle import Change, KernelState, Lifecycle
@@ -109,6 +109,9 @@ class FakeBackend:
         self.restart_delay = restart_delay
         #: Kernel type name -> the error every start of that type raises.
         self.start_errors: dict[str, KernelyardError] = {}
+        #: While this is an Event not yet set, starts wait for it (a cluster queue),
+        #: telling their ``progress`` so; the error of ``start_errors`` comes after.
+        self.start_gate: anyio.Event | None = None
         self.kernels: dict[str, FakeKernel] = {}
         self._tasks: TaskGroup | None = None
 
@@ -166,6 +169,9 @@ class FakeBackend:
         except OSError:
             raise NoSuchKernelSpec(f"{name}/{filename}") from None
 
+    def new_kernel_id(self) -> str:
+        return str(uuid.uuid4())
+
     async def start_kernel(
         self,
         name: str | None = None,
@@ -173,6 +179,7 @@ class FakeBackend:
         kernel_id: str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> str:
         if self._tasks is None:
             raise InvalidState("use 'async with FakeBackend()' before starting kernels")
@@ -182,9 +189,16 @@ class FakeBackend:
         kernel_id = kernel_id or str(uuid.uuid4())
         if kernel_id in self.kernels:
             raise InvalidState(f"kernel id {kernel_id!r} is already in use")
+        gate = self.start_gate
+        if gate is not None and not gate.is_set():
+            if progress is not None:
+                progress("waiting for the test's start gate")
+            await gate.wait()
         error = self.start_errors.get(name)
         if error is not None:
             raise error
+        if kernel_id in self.kernels:
+            raise InvalidState(f"kernel id {kernel_id!r} is already in use")
         kernel = FakeKernel(
             kernel_id, name, cwd=os.fspath(cwd) if cwd else None, env=dict(env or {})
         )
