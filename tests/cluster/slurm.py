@@ -118,6 +118,48 @@ class SlurmCluster:
             raise ClusterError(f"squeue failed: {listed.stderr}")
         return listed.stdout.split()
 
+    def idle(self) -> bool:
+        """Whether every node is idle (up, and running no job)."""
+        states = self.run("sinfo", "-h", "-o", "%T").stdout.split()
+        return bool(states) and set(states) == {"idle"}
+
+    def start_slurmd(self, node: str) -> None:
+        """Start (or start again) ``node``'s slurmd, in the node's namespace."""
+        # nsenter, not `ip netns exec`: that remounts /sys, and slurmd then finds no
+        # cgroup file system and refuses to start.
+        self.processes[f"slurmd-{node}"] = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.namespaces[node]}",
+                "slurmd",
+                "-D",
+                "-N",
+                node,
+                "-f",
+                str(self.conf),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def lose_node(self, node: str) -> list[int]:
+        """The node fails as a machine does: its slurmd and everything running in its
+        namespace (job steps, kernels) are killed at once. Returns the pids killed.
+        """
+        slurmd = self.processes[f"slurmd-{node}"]
+        slurmd.kill()
+        slurmd.wait(timeout=10)
+        listed = subprocess.run(
+            ["ip", "netns", "pids", self.namespaces[node]],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        pids = [int(pid) for pid in listed.stdout.split()]
+        for pid in pids:  # all ours: the namespace is the test cluster's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
     def log_tail(self, name: str, size: int = 2000) -> str:
         """The end of daemon ``name``'s log ("" if it wrote none)."""
         for folder in (self.root, self.munge_dir):
@@ -285,28 +327,8 @@ def slurm_cluster(root: Path) -> Iterator[SlurmCluster]:
             **quiet,  # type: ignore[call-overload]
         )
         for name in NODES:
-            # nsenter, not `ip netns exec`: that remounts /sys, and slurmd then finds no
-            # cgroup file system and refuses to start.
-            cluster.processes[f"slurmd-{name}"] = subprocess.Popen(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{cluster.namespaces[name]}",
-                    "slurmd",
-                    "-D",
-                    "-N",
-                    name,
-                    "-f",
-                    str(cluster.conf),
-                ],
-                env=cluster.env,
-                **quiet,  # type: ignore[call-overload]
-            )
-
-        def idle() -> bool:
-            states = cluster.run("sinfo", "-h", "-o", "%T").stdout.split()
-            return bool(states) and set(states) == {"idle"}
-
-        _wait_for("idle nodes", idle, cluster, START_TIMEOUT)
+            cluster.start_slurmd(name)
+        _wait_for("idle nodes", cluster.idle, cluster, START_TIMEOUT)
         # The first job after a fresh start waits about 3 s; the tests' jobs must not.
         probe = cluster.run(
             "sbatch", "--wait", "-N2", f"--output={root / 'probe.out'}", "--wrap", "true",

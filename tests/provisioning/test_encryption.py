@@ -10,7 +10,7 @@ import zmq
 from kernelyard.discovery import KernelSpec
 from kernelyard.errors import EncryptionUnavailable, LaunchError
 from kernelyard.provisioning import ENCRYPTION_MODES, LaunchOptions
-from kernelyard.provisioning.encryption import curve_keys_for
+from kernelyard.provisioning.encryption import curve_keys_for, stricter
 from kernelyard.transport import open_channel
 from kernelyard.transport.curve import check_keypair, new_keypair
 from kernelyard.transport.kernel_io import KernelSockets
@@ -92,3 +92,9 @@ def test_without_curve_in_libzmq_every_use_is_a_clear_error(
             sockets.bind()
     finally:
         sockets.close()
+
+
+def test_the_stricter_of_two_modes() -> None:
+    assert stricter("disabled", "auto") == stricter("auto", "disabled") == "auto"
+    assert stricter("required", "auto") == "required"
+    assert stricter("disabled", "disabled") == "disabled"

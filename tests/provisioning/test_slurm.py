@@ -14,8 +14,9 @@ import pytest
 from kernelyard.client import KernelClient
 from kernelyard.discovery import KernelSpec
 from kernelyard.errors import KernelSpecError, LaunchError
+from kernelyard.provisioning import LaunchOptions
 from kernelyard.provisioning.registry import provisioner_for
-from kernelyard.provisioning.slurm import SlurmConfig, SlurmProvisioner
+from kernelyard.provisioning.slurm import SlurmConfig, SlurmKernel, SlurmProvisioner
 from kernelyard.provisioning.slurm.callback import Callback
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.node import signature
@@ -61,6 +62,7 @@ def test_the_config_becomes_sbatch_arguments() -> None:
         ({"cpus": True}, "cpus must be a int"),
         ({"queue_timeout": 0}, "queue_timeout must be a positive number"),
         ({"extra_args": "--qos=x"}, "extra_args must be a list of strings"),
+        ({"transport_encryption": "on"}, "transport_encryption must be one of disabled, auto"),
     ],
 )
 def test_a_bad_config_names_the_kernelspec_and_the_setting(
@@ -90,6 +92,38 @@ def test_job_states_as_exit_codes() -> None:
     assert JobState("RUNNING").returncode is None
     assert JobState("TIMEOUT").ended
     assert not JobState("PENDING").ended
+
+
+def test_cluster_kernels_are_encrypted_unless_the_kernelspec_says_disabled() -> None:
+    def mode(config: dict[str, Any], asked: str) -> str:
+        provisioner = SlurmProvisioner(SlurmConfig.from_config("k", config))
+        return provisioner._encryption(LaunchOptions(transport_encryption=asked))  # type: ignore[arg-type]
+
+    assert mode({}, "disabled") == "auto"  # the default: its connection leaves the machine
+    assert mode({}, "required") == "required"  # the options may ask for more
+    assert mode({"transport_encryption": "disabled"}, "disabled") == "disabled"
+    assert mode({"transport_encryption": "disabled"}, "auto") == "auto"  # never less
+    assert mode({"transport_encryption": "required"}, "auto") == "required"
+
+
+async def test_a_slurm_kernels_end_says_what_slurm_said() -> None:
+    spec = KernelSpec.from_dict("k", {"argv": ["k"]}).launch_spec()
+
+    def described(shown: JobState | None) -> str:
+        kernel = SlurmKernel(
+            job_id="7", node="n2", pid=1, connection_info=ConnectionInfo(key=KEY), argv=["k"],
+            launch_spec=spec, commands=FakeCommands({}), output=None, poll_interval=60,
+            provisioner="kernelyard-slurm",
+        )  # fmt: skip
+        kernel._ended(shown)
+        kernel.cleanup()
+        return kernel.exit_description
+
+    lost = JobState("NODE_FAIL", reason="NodeDown", exit_code=0, exit_signal=9)
+    assert described(lost) == "exited with code -9 (Slurm job 7 on n2: NODE_FAIL, NodeDown)"
+    done = JobState("COMPLETED", reason="None", exit_code=0)
+    assert described(done) == "exited with code 0 (Slurm job 7 on n2: COMPLETED)"
+    assert described(None) == "exited with code -1 (Slurm job 7 on n2)"
 
 
 async def _send(port: int, line: bytes) -> None:

@@ -147,7 +147,7 @@ class KernelManager:
             return  # a previous incarnation, already dealt with
         if self.state not in (KernelState.STARTING, KernelState.RUNNING):
             return  # on purpose: shutting down, restarting or already dead
-        self._die(f"exited with code {process.returncode}", exit_code=process.returncode)
+        self._die(process.exit_description, exit_code=process.returncode)
 
     def _die(self, why: str, *, exit_code: int | None) -> None:
         death = KernelDied(
@@ -275,7 +275,7 @@ class KernelManager:
                 await client.kernel_info(timeout=self.options.startup_timeout)
         except KernelDied:
             raise LaunchError.citing_stderr(
-                f"kernel {self.type_id!r} exited with code {process.returncode} while starting",
+                f"kernel {self.type_id!r} {process.exit_description} while starting",
                 argv=process.argv,
                 exit_code=process.returncode,
                 stderr_tail=await process.stderr_tail(),

@@ -17,7 +17,13 @@ from kernelyard.provisioning.spec import LaunchSpec
 from kernelyard.transport.curve import new_keypair, require_curve
 from kernelyard.wire.connection import CurveKeys
 
-__all__ = ["ENCRYPTION_MODES", "TransportEncryption", "curve_keys_for", "encryption_mode"]
+__all__ = [
+    "ENCRYPTION_MODES",
+    "TransportEncryption",
+    "curve_keys_for",
+    "encryption_mode",
+    "stricter",
+]
 
 TransportEncryption = Literal["disabled", "auto", "required"]
 ENCRYPTION_MODES: tuple[TransportEncryption, ...] = get_args(TransportEncryption)
@@ -41,6 +47,11 @@ def encryption_mode(value: str) -> TransportEncryption:
 
 def _is_mode(value: object) -> TypeGuard[TransportEncryption]:
     return value in ENCRYPTION_MODES
+
+
+def stricter(first: TransportEncryption, second: TransportEncryption) -> TransportEncryption:
+    """The stricter of two modes (``disabled`` < ``auto`` < ``required``)."""
+    return max(first, second, key=ENCRYPTION_MODES.index)
 
 
 def curve_keys_for(spec: LaunchSpec, mode: TransportEncryption) -> CurveKeys | None:

@@ -127,6 +127,10 @@ class KernelProcess:
     def is_alive(self) -> bool:
         return self.returncode is None
 
+    @property
+    def exit_description(self) -> str:
+        return f"exited with code {self.returncode}"
+
     async def wait(self) -> int:
         """Wait for the process to exit; returns its exit code."""
         await self._protocol.exited.wait()

@@ -83,6 +83,13 @@ class ProvisionedKernel(Protocol):
 
     def is_alive(self) -> bool: ...
 
+    @property
+    def exit_description(self) -> str:
+        """How it ended, for the reason of its death: "exited with code 1"; a cluster
+        kernel's adds the scheduler's word (its job's state and reason).
+        """
+        ...
+
     async def wait(self) -> int:
         """Wait for it to end; returns :attr:`returncode`."""
         ...

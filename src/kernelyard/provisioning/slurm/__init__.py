@@ -17,8 +17,9 @@ code, Slurm's reason and the end of its output.
 While a start waits for the report it looks at its job every 0.2 s (a start
 is short); a running kernel is watched with every other one of its cluster
 (:mod:`.watcher`). A restart is a new job with the same keys (and new ports). The kernel's
-connection leaves the machine, so ``transport_encryption`` ``auto`` is what
-a server should set: then every kernel whose spec supports it is encrypted.
+connection leaves the machine, so it is encrypted by default when its spec
+supports it (``transport_encryption`` in the config: ``auto`` unless the
+kernelspec says ``disabled``; the launch options may ask for more).
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ from typing import Any
 import anyio
 
 from kernelyard.errors import LaunchError
-from kernelyard.provisioning.encryption import curve_keys_for
+from kernelyard.provisioning.encryption import (
+    TransportEncryption,
+    curve_keys_for,
+    encryption_mode,
+    stricter,
+)
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.slurm.callback import Callback, Report
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.config import NAME, SlurmConfig
 from kernelyard.provisioning.slurm.job import SlurmKernel
 from kernelyard.provisioning.spec import LaunchSpec, kernel_env
+from kernelyard.transport.curve import curve_supported
 from kernelyard.wire.connection import ConnectionInfo
 
 __all__ = ["SlurmConfig", "SlurmKernel", "SlurmProvisioner"]
@@ -84,7 +91,8 @@ class SlurmProvisioner:
         """Submit the kernel's job and return once it reported its ports (see the module)."""
         info = connection_info
         if info is None:
-            public, secret = curve_keys_for(spec, options.transport_encryption) or (b"", b"")
+            mode = self._encryption(options)
+            public, secret = curve_keys_for(spec, mode) or (b"", b"")
             info = ConnectionInfo(
                 key=secrets.token_hex(16).encode("ascii"),
                 kernel_name=spec.kernel_name,
@@ -131,6 +139,15 @@ class SlurmProvisioner:
             provisioner=self.name,
         )
 
+    def _encryption(self, options: LaunchOptions) -> TransportEncryption:
+        """The stricter of the options' mode and the kernelspec's (``auto`` by default,
+        which needs libzmq's Curve: without it, a default stays clear text).
+        """
+        floor = self.config.transport_encryption
+        if floor == "auto" and not curve_supported():
+            floor = "disabled"
+        return stricter(options.transport_encryption, encryption_mode(floor))
+
     async def _await_report(
         self, callback: Callback, commands: SlurmCommands, job_id: str, options: LaunchOptions
     ) -> Report:
@@ -159,6 +176,7 @@ class SlurmProvisioner:
         """Poll the job until its start fails; returns why (the caller races the report)."""
         submitted = time.monotonic()
         running_since: float | None = None
+        told = ""
         while True:
             await anyio.sleep(min(0.2, self.config.poll_interval))
             now = time.monotonic()
@@ -171,6 +189,7 @@ class SlurmProvisioner:
                 continue
             if state.ended:
                 return await self._ended_early(commands, job_id, state)
+            told = _tell(options, told, _waiting_for(job_id, state))
             if state.state == "PENDING":
                 if now - submitted > self.config.queue_timeout:
                     return LaunchError(
@@ -202,6 +221,21 @@ class SlurmProvisioner:
             exit_code=shown.returncode,
             stderr_tail=tail,
         )
+
+
+def _waiting_for(job_id: str, state: JobState) -> str:
+    """What a start waits for, in a user's words."""
+    if state.state == "PENDING":
+        return f"Slurm job {job_id} is queued ({state.reason or 'no reason given'})"
+    where = f" on {state.nodes}" if state.nodes else ""
+    return f"Slurm job {job_id} is {state.state}{where}; waiting for the kernel to report"
+
+
+def _tell(options: LaunchOptions, told: str, text: str) -> str:
+    """Tell ``options.progress`` ``text`` unless it was the last thing told."""
+    if text != told and options.progress is not None:
+        options.progress(text)
+    return text
 
 
 def _this_host() -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kernelyard.errors import KernelSpecError
+from kernelyard.provisioning.encryption import ENCRYPTION_MODES
 
 __all__ = ["NAME", "SlurmConfig"]
 
@@ -43,6 +44,10 @@ class SlurmConfig:
     slurm_conf: str = ""
     #: Where the job's stdout and stderr go on the node (``%j``: the job id).
     output: str = "/tmp/kernelyard-%j.out"
+    #: The least CurveZMQ these kernels get: their connection leaves the machine, so
+    #: ``auto`` (when the kernelspec supports it and libzmq has Curve) unless the
+    #: kernelspec says ``disabled``; the launch options may ask for more, never less.
+    transport_encryption: str = "auto"
 
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any]) -> SlurmConfig:
@@ -72,6 +77,12 @@ class SlurmConfig:
             elif not isinstance(value, type(default)) or isinstance(value, bool):
                 raise KernelSpecError(
                     f"kernelspec {name!r}: {key} must be a {type(default).__name__}, not {value!r}",
+                    name=name,
+                )
+            if key == "transport_encryption" and value not in ENCRYPTION_MODES:
+                raise KernelSpecError(
+                    f"kernelspec {name!r}: {key} must be one of {', '.join(ENCRYPTION_MODES)}, "
+                    f"not {value!r}",
                     name=name,
                 )
             values[key] = value

@@ -84,6 +84,18 @@ class SlurmKernel:
     def is_alive(self) -> bool:
         return self._returncode is None
 
+    @property
+    def exit_description(self) -> str:
+        """``exited with code 1 (Slurm job 7 on n1: FAILED, NonZeroExitCode)``."""
+        shown = self.ended
+        if shown is None:
+            return f"exited with code {self._returncode} (Slurm job {self.job_id} on {self.node})"
+        why = f", {shown.reason}" if shown.reason and shown.reason != "None" else ""
+        return (
+            f"exited with code {self._returncode} "
+            f"(Slurm job {self.job_id} on {self.node}: {shown.state}{why})"
+        )
+
     #: See EXIT_LATENCY; the manager reads it (a local process has none).
     exit_latency = EXIT_LATENCY
 
