@@ -11,13 +11,14 @@ each a Curve client of the kernel (:mod:`.curve`).
 from __future__ import annotations
 
 import zmq
+import zmq.asyncio
 
 from kernelyard.transport.curve import secure_client
 from kernelyard.transport.stream import ChannelStream, map_zmq_errors
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["context", "open_channel"]
+__all__ = ["asyncio_context", "context", "open_channel"]
 
 _SOCKET_TYPES = {
     Channel.SHELL: zmq.DEALER,
@@ -31,6 +32,13 @@ _SOCKET_TYPES = {
 def context() -> zmq.Context[zmq.Socket[bytes]]:
     """The process-wide ZeroMQ context (sockets are driven by :class:`ChannelStream`)."""
     return zmq.Context.instance()
+
+
+def asyncio_context() -> zmq.asyncio.Context:
+    """The process-wide asyncio ZeroMQ context, for the jupyter_client objects the
+    provisioner adapter makes (one each would be destroyed, noisily, by their ``__del__``).
+    """
+    return zmq.asyncio.Context.instance()
 
 
 def open_channel(
