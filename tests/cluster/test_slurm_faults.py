@@ -98,7 +98,7 @@ async def test_a_lost_node_is_a_dead_kernel_and_its_clients_are_told(
                                                                  "time.sleep(600)"}))  # fmt: skip
                     lost = slurm.lose_node("n2")
                     assert lost, "nothing ran on n2"
-                    with anyio.fail_after(30):  # the heartbeat's verdict, then a restart
+                    with anyio.fail_after(30):  # the link breaks: a restart
                         while True:
                             got = await ws.receive()
                             if got.msg_type == "status" and got.content["execution_state"] in (
@@ -109,7 +109,12 @@ async def test_a_lost_node_is_a_dead_kernel_and_its_clients_are_told(
                     assert got.content["execution_state"] == "restarting"
                     model = (await http.get(f"api/kernels/{kid}")).json()
                     assert model["execution_state"] == "restarting", model
-                    assert "heartbeat silent for" in model["reason"]  # why, in the model
+                    # Why, in the model: the link broke with the node (or, were the
+                    # link slower, the heartbeat's verdict).
+                    assert any(
+                        why in model["reason"]
+                        for why in ("stopped answering", "heartbeat silent for")
+                    ), model
                     slurm.start_slurmd("n2")  # the node comes back; the restart lands there
                     with anyio.fail_after(90):
                         while (await http.get(f"api/kernels/{kid}")).json()[

@@ -109,25 +109,57 @@ async def test_a_kernel_runs_on_its_node_and_is_driven_from_here(
         assert replies[0].content["ename"] == "KeyboardInterrupt"
 
         first_job = process.job_id
+        first_pid = process.pid
         await manager.restart()
         await client.wait_for_ready(timeout=60)
-        assert isinstance(manager.process, SlurmKernel)
-        assert manager.process.job_id != first_job  # a new job, the same keys
+        again = manager.process
+        assert isinstance(again, SlurmKernel)
+        # In the same allocation (no new queue wait): the same job, a new kernel process.
+        assert (again.job_id, again.node) == (first_job, node)
+        assert again.pid != first_pid
         assert manager.connection_info is not None
-        assert manager.connection_info.curve_keys == info.curve_keys
+        assert manager.connection_info.curve_keys == info.curve_keys  # the same keys
         reply = await client.execute("1 + 1", timeout=30)
         assert reply.content["status"] == "ok"
         last = manager.process
         job = last.job_id
     # Shut down politely: the kernel left by itself (no SIGTERM, no scancel), and the
-    # manager waited for Slurm to say so.
+    # supervisor then ended the job.
     assert last.returncode == 0
-    assert last.ended is not None
-    assert last.ended.state in ("COMPLETED", "COMPLETING")
     with anyio.fail_after(30):
         while job in slurm.jobs():  # the job leaves the queue
             await anyio.sleep(0.2)
-    assert first_job not in slurm.jobs()
+    shown = slurm.run("scontrol", "show", "job", job).stdout
+    assert "JobState=COMPLETED" in shown
+    assert "ExitCode=0:0" in shown
+
+
+async def test_a_restart_after_the_job_ended_is_a_new_job(
+    cluster_finder: KernelFinder, slurm: SlurmCluster
+) -> None:
+    manager = KernelManager("ipykernel-n1", finder=cluster_finder, options=QUIET)
+    await manager.start()
+    try:
+        process = manager.process
+        assert isinstance(process, SlurmKernel)
+        first = process.job_id
+        assert slurm.run("scancel", first).returncode == 0  # an admin, or the time limit
+        with anyio.fail_after(30):
+            await process.wait()
+        assert "Slurm job" in process.exit_description
+        await manager.restart()
+        again = manager.process
+        assert isinstance(again, SlurmKernel)
+        assert again.job_id != first  # the allocation is gone: a new one
+        async with manager.client() as client:
+            reply = await client.execute("1 + 1", timeout=30)
+        assert reply.content["status"] == "ok"
+        job = again.job_id
+    finally:
+        await manager.shutdown()
+    with anyio.fail_after(30):
+        while job in slurm.jobs():
+            await anyio.sleep(0.2)
 
 
 async def test_kill_cancels_the_job(cluster_finder: KernelFinder, slurm: SlurmCluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,10 +17,11 @@ from kernelyard.discovery import KernelSpec
 from kernelyard.errors import KernelSpecError, LaunchError
 from kernelyard.provisioning import LaunchOptions
 from kernelyard.provisioning.registry import provisioner_for
-from kernelyard.provisioning.slurm import SlurmConfig, SlurmKernel, SlurmProvisioner
+from kernelyard.provisioning.slurm import Allocation, SlurmConfig, SlurmKernel, SlurmProvisioner
 from kernelyard.provisioning.slurm.callback import Callback
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
-from kernelyard.provisioning.slurm.node import signature
+from kernelyard.provisioning.slurm.link import NodeLink
+from kernelyard.provisioning.slurm.node import read_signed, signature, signed_line
 from kernelyard.provisioning.slurm.watcher import JobWatcher
 from kernelyard.wire import ConnectionInfo
 
@@ -108,22 +110,85 @@ def test_cluster_kernels_are_encrypted_unless_the_kernelspec_says_disabled() -> 
 
 async def test_a_slurm_kernels_end_says_what_slurm_said() -> None:
     spec = KernelSpec.from_dict("k", {"argv": ["k"]}).launch_spec()
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    link = NodeLink(reader, writer, key=KEY, kernel_id="kid", job_id="7")
+    allocation = Allocation(
+        job_id="7", node="n2", commands=FakeCommands({}), link=link, poll_interval=60,
+        output=None,
+    )  # fmt: skip
 
-    def described(shown: JobState | None) -> str:
+    def described(shown: JobState | None, *, lost: bool = False) -> str:
         kernel = SlurmKernel(
-            job_id="7", node="n2", pid=1, connection_info=ConnectionInfo(key=KEY), argv=["k"],
-            launch_spec=spec, commands=FakeCommands({}), output=None, poll_interval=60,
-            provisioner="kernelyard-slurm",
+            allocation=allocation, pid=1, connection_info=ConnectionInfo(key=KEY), argv=["k"],
+            launch_spec=spec, provisioner="kernelyard-slurm",
         )  # fmt: skip
-        kernel._ended(shown)
-        kernel.cleanup()
+        allocation.ended = shown
+        kernel._ended(-9 if lost else (shown.returncode if shown else -1), lost=lost)
         return kernel.exit_description
 
-    lost = JobState("NODE_FAIL", reason="NodeDown", exit_code=0, exit_signal=9)
-    assert described(lost) == "exited with code -9 (Slurm job 7 on n2: NODE_FAIL, NodeDown)"
-    done = JobState("COMPLETED", reason="None", exit_code=0)
-    assert described(done) == "exited with code 0 (Slurm job 7 on n2: COMPLETED)"
-    assert described(None) == "exited with code -1 (Slurm job 7 on n2)"
+    try:
+        lost = JobState("NODE_FAIL", reason="NodeDown", exit_code=0, exit_signal=9)
+        assert described(lost) == "exited with code -9 (Slurm job 7 on n2: NODE_FAIL, NodeDown)"
+        done = JobState("COMPLETED", reason="None", exit_code=0)
+        assert described(done) == "exited with code 0 (Slurm job 7 on n2: COMPLETED)"
+        assert described(None) == "exited with code -1 (Slurm job 7 on n2)"
+        assert described(None, lost=True) == (
+            "exited with code -9 (Slurm job 7 on n2: its supervisor on the node stopped answering)"
+        )
+    finally:
+        allocation.watcher.forget("7")
+        link.close()
+        theirs.close()
+
+
+async def test_the_link_takes_signed_lines_only_and_says_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    link = NodeLink(reader, writer, key=KEY, kernel_id="kid", job_id="7")
+    exited: list[tuple[int, int]] = []
+    lost = anyio.Event()
+    link.on_exited = lambda pid, code: exited.append((pid, code))
+    link.on_lost = lost.set
+    node_side = theirs.makefile("rwb", buffering=0)
+    try:
+        assert link.send("signal", signum=2)
+        assert link.send("kill")
+        await writer.drain()
+        sent = [read_signed(KEY, node_side.readline()) for _ in range(2)]
+        assert sent == [{"op": "signal", "seq": 1, "signum": 2}, {"op": "kill", "seq": 2}]
+        forged = signed_line(b"guess", {"event": "exited", "pid": 5, "code": 0})
+        node_side.write(forged + b"not json\n")
+        node_side.write(signed_line(KEY, {"event": "exited", "pid": 5, "code": 3}))
+        with anyio.fail_after(5):
+            while not exited:
+                await anyio.sleep(0.01)
+        restarting = asyncio.ensure_future(link.restart("n2", timeout=5))
+        await anyio.sleep(0.1)
+        restart = read_signed(KEY, node_side.readline())
+        assert restart == {"op": "restart", "seq": 3, "nonce": "n2"}
+        ready = {"event": "ready", "kernel_id": "kid", "nonce": "n2", "job_id": "7",
+                 "node": "n1", "address": "10.0.0.3", "pid": 6, "ports": PORTS}  # fmt: skip
+        node_side.write(signed_line(KEY, {**ready, "nonce": "n1"}))  # an earlier start's
+        node_side.write(signed_line(KEY, ready))
+        with anyio.fail_after(5):
+            report = await restarting
+        assert (report.pid, report.address, report.ports) == (6, "10.0.0.3", PORTS)
+        assert exited == [(5, 3)]  # the forged one was not taken
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == ["Slurm job 7: ignored a badly signed line on the node's link"]
+        node_side.close()
+        theirs.close()  # the node is gone
+        with anyio.fail_after(5):
+            await lost.wait()
+        assert not link.open
+        assert not link.send("kill")
+    finally:
+        link.close()
+        node_side.close()
+        theirs.close()
 
 
 async def _send(port: int, line: bytes) -> None:

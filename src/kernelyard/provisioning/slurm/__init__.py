@@ -16,7 +16,9 @@ code, Slurm's reason and the end of its output.
 
 While a start waits for the report it looks at its job every 0.2 s (a start
 is short); a running kernel is watched with every other one of its cluster
-(:mod:`.watcher`). A restart is a new job with the same keys (and new ports). The kernel's
+(:mod:`.watcher`). A restart starts the kernel again in its job (the job's
+:class:`~.job.Allocation`), with the same keys and new ports, while the job
+runs and its supervisor's link is up; else it is a new job. The kernel's
 connection leaves the machine, so it is encrypted by default when its spec
 supports it (``transport_encryption`` in the config: ``auto`` unless the
 kernelspec says ``disabled``; the launch options may ask for more).
@@ -45,15 +47,16 @@ from kernelyard.provisioning.encryption import (
     stricter,
 )
 from kernelyard.provisioning.options import LaunchOptions
-from kernelyard.provisioning.slurm.callback import Callback, Report
+from kernelyard.provisioning.slurm.callback import Callback
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.config import NAME, SlurmConfig
-from kernelyard.provisioning.slurm.job import SlurmKernel
+from kernelyard.provisioning.slurm.job import Allocation, SlurmKernel
+from kernelyard.provisioning.slurm.link import Report
 from kernelyard.provisioning.spec import LaunchSpec, kernel_env
 from kernelyard.transport.curve import curve_supported
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["SlurmConfig", "SlurmKernel", "SlurmProvisioner"]
+__all__ = ["Allocation", "SlurmConfig", "SlurmKernel", "SlurmProvisioner"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class SlurmProvisioner:
 
     config: SlurmConfig = field(default_factory=SlurmConfig)
     name: str = NAME
+    #: Each kernel's job, kept for a restart in it.
+    _allocations: dict[str, Allocation] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_spec(
@@ -99,6 +104,14 @@ class SlurmProvisioner:
                 curve_publickey=public,
                 curve_secretkey=secret,
             )
+        allocation = self._allocations.get(kernel_id)
+        if connection_info is not None and allocation is not None and allocation.usable:
+            try:
+                return await self._restart_in(allocation, spec, kernel_id, info, options)
+            except LaunchError as exc:
+                if allocation.link.open and not allocation.gone:
+                    raise  # the kernel itself fails to start: a new job would too
+                log.warning("kernel %s: %s; starting it in a new job", kernel_id, exc)
         callback_ip = self.config.callback_ip or await anyio.to_thread.run_sync(_this_host)
         commands = self.commands
         async with Callback(callback_ip, kernel_id, info.key) as callback:
@@ -114,6 +127,7 @@ class SlurmProvisioner:
                 env["KERNELYARD_CURVE_PUBLIC"] = info.curve_publickey.decode()
                 env["KERNELYARD_CURVE_SECRET"] = info.curve_secretkey.decode()
             script = f"#!{self.config.python}\n".encode() + NODE_SCRIPT.read_bytes()
+            _tell(options, "", "submitting the kernel's job to Slurm")
             job_id = await commands.submit(
                 [*self.config.sbatch_args(kernel_id), *_cwd_args(options)], script, env
             )
@@ -125,17 +139,41 @@ class SlurmProvisioner:
                 with anyio.CancelScope(shield=True):
                     await commands.cancel(job_id)
                 raise
+            allocation = Allocation(
+                job_id=job_id,
+                node=report.node,
+                commands=commands,
+                link=callback.link(),
+                poll_interval=self.config.poll_interval,
+                output=_output_path(self.config.output, job_id),
+            )
+        self._allocations[kernel_id] = allocation
+        return self._kernel(allocation, report, spec, info)
+
+    async def _restart_in(
+        self,
+        allocation: Allocation,
+        spec: LaunchSpec,
+        kernel_id: str,
+        info: ConnectionInfo,
+        options: LaunchOptions,
+    ) -> SlurmKernel:
+        """The kernel again in its job (no new queue wait), once it reported its ports."""
+        _tell(options, "", f"restarting the kernel in Slurm job {allocation.job_id}")
+        report = await allocation.restart(secrets.token_hex(16), options.startup_timeout)
+        log.info("kernel %s: restarted in Slurm job %s", kernel_id, allocation.job_id)
+        return self._kernel(allocation, report, spec, info)
+
+    def _kernel(
+        self, allocation: Allocation, report: Report, spec: LaunchSpec, info: ConnectionInfo
+    ) -> SlurmKernel:
         data = {**info.to_dict(), **report.ports, "ip": report.address, "transport": "tcp"}
         return SlurmKernel(
-            job_id=job_id,
-            node=report.node,
+            allocation=allocation,
             pid=report.pid,
             connection_info=ConnectionInfo.from_dict(data),
             argv=list(spec.argv),
             launch_spec=spec,
-            commands=commands,
-            output=_output_path(self.config.output, job_id),
-            poll_interval=self.config.poll_interval,
             provisioner=self.name,
         )
 
