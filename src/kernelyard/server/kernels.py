@@ -282,7 +282,7 @@ class ServedKernels:
         its channels and bridge for as long as it runs.
         """
         try:
-            with kernel.start_scope:
+            with kernel.start_scope:  # what a DELETE before the kernel answered cancels
                 if request is not None:
                     await self.backend.start_kernel(
                         kernel.name,
@@ -292,6 +292,7 @@ class ServedKernels:
                         progress=lambda text: setattr(kernel, "progress", text),
                     )
                 kernel.cull_idle_timeout = await self._cull_override(kernel.name)
+            if not kernel.start_scope.cancelled_caught:
                 await self._serve(kernel)
         except KernelyardError as exc:
             self._failed(kernel, str(exc), exc)
@@ -355,9 +356,9 @@ class ServedKernels:
         reason = "culled" if action == "cull" else "shut down"
         try:
             if not kernel.settled.is_set():
-                kernel.failure = f"{reason} while starting"
+                kernel.failure = f"{reason} while starting"  # what waiting sockets hear
                 kernel.start_scope.cancel()
-                await kernel.settled.wait()
+                await kernel.settled.wait()  # its channels may have opened meanwhile
             await self.backend.shutdown_kernel(kernel_id, now=now, reason=reason)
         except NoSuchKernel:
             pass  # its start failed or was cancelled there: nothing is left to stop

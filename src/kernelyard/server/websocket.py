@@ -172,7 +172,7 @@ class KernelSocket:
                 "status", {"execution_state": "dead"}, channel=Channel.IOPUB
             )
             await self._send_entry(LogEntry(Channel.IOPUB, message_parts(dead), "status"))
-            await self._close(CloseCode.FINAL, close_reason(f"failed to start: {kernel.failure}"))
+            await self._close(CloseCode.FINAL, close_reason(kernel.failure))
             return None
         return kernel.bridge
 
