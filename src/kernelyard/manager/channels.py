@@ -110,9 +110,16 @@ class ManagedChannels:
         )
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        self._unsubscribe.append(manager.subscribe(self._changes_send.send_nowait))
-        self._open(manager.connection_info)
-        self._tasks.start_soon(self._watch, name=f"watch {manager.kernel_id}")
+        try:
+            self._unsubscribe.append(manager.subscribe(self._changes_send.send_nowait))
+            self._open(manager.connection_info)
+            self._tasks.start_soon(self._watch, name=f"watch {manager.kernel_id}")
+        except BaseException:
+            # No socket left open, and the task group left in this task: a socket that
+            # cannot be made (too many open files) must not corrupt the caller's scopes.
+            with anyio.CancelScope(shield=True):
+                await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(

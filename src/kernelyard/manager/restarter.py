@@ -117,9 +117,19 @@ class KernelRestarter:
         def silent(seconds: float) -> None:
             self.manager.declare_dead(f"heartbeat silent for {seconds:.1f} s")
 
-        await Heartbeat(
-            info, interval=self.heartbeat_interval, time_to_dead=self.time_to_dead, on_dead=silent
-        ).run()
+        while True:
+            try:
+                await Heartbeat(
+                    info,
+                    interval=self.heartbeat_interval,
+                    time_to_dead=self.time_to_dead,
+                    on_dead=silent,
+                ).run()
+            except KernelyardError as exc:
+                # No socket to be had (too many open files): the process is still watched;
+                # the heartbeat tries again, and no other kernel's supervision is harmed.
+                log.warning("kernel %s: heartbeat paused: %s", self.manager.kernel_id, exc)
+                await anyio.sleep(max(1.0, 5 * self.heartbeat_interval))
 
     async def _revive(self) -> bool:
         manager = self.manager

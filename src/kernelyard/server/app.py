@@ -36,6 +36,7 @@ from kernelyard.server.events import EventBus
 from kernelyard.server.kernels import ServedKernels
 from kernelyard.server.settings import ServerSettings
 from kernelyard.server.websocket import KernelSocket
+from kernelyard.transport.sockets import raise_open_file_limit
 
 __all__ = ["BackendFactory", "KernelServer", "create_app", "serve"]
 
@@ -233,6 +234,8 @@ async def serve(
     """Run the server until SIGINT or SIGTERM; ``on_ready`` gets the URL once it listens
     (see :class:`KernelServer` for what a stop does).
     """
+    limit = raise_open_file_limit()  # each kernel's channels take about ten
+    log.debug("open-file limit: %d", limit)
     server = KernelServer(settings, backend=backend, events=events)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)

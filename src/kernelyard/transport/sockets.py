@@ -10,6 +10,8 @@ each a Curve client of the kernel (:mod:`.curve`).
 
 from __future__ import annotations
 
+import resource
+
 import zmq
 import zmq.asyncio
 
@@ -18,7 +20,7 @@ from kernelyard.transport.stream import ChannelStream, map_zmq_errors
 from kernelyard.wire.channel import Channel
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["asyncio_context", "context", "open_channel"]
+__all__ = ["asyncio_context", "context", "open_channel", "raise_open_file_limit"]
 
 _SOCKET_TYPES = {
     Channel.SHELL: zmq.DEALER,
@@ -29,9 +31,39 @@ _SOCKET_TYPES = {
 }
 
 
+#: Most sockets the context may hold, whatever the open-file limit says.
+MAX_SOCKETS = 1 << 20
+_sized: set[int] = set()
+
+
 def context() -> zmq.Context[zmq.Socket[bytes]]:
-    """The process-wide ZeroMQ context (sockets are driven by :class:`ChannelStream`)."""
-    return zmq.Context.instance()
+    """The process-wide ZeroMQ context (sockets are driven by :class:`ChannelStream`),
+    sized for as many sockets as the process may open files: libzmq's default of
+    1,023 sockets is the channels of about 200 kernels.
+    """
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    if id(ctx) not in _sized:  # before its first socket: libzmq sizes it then
+        _sized.add(id(ctx))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limit = MAX_SOCKETS if soft == resource.RLIM_INFINITY else min(soft, MAX_SOCKETS)
+        ctx.set(zmq.MAX_SOCKETS, max(limit, ctx.get(zmq.MAX_SOCKETS)))
+    return ctx
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit (at most
+    MAX_SOCKETS), as a server holding many kernels needs: each kernel's channels
+    take about ten descriptors. Returns the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_SOCKETS if hard == resource.RLIM_INFINITY else min(hard, MAX_SOCKETS)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft
+        return wanted
+    return soft
 
 
 def asyncio_context() -> zmq.asyncio.Context:
