@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernelyard.errors import KernelSpecError, LaunchError
+from kernelyard.provisioning.exits import ExitNotice
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec, kernel_env
@@ -188,9 +189,7 @@ class JupyterKernel:
         self._provisioner = provisioner
         self._name = name
         self._location = location
-        self._returncode: int | None = None
-        self._exited = asyncio.Event()
-        self._callbacks: list[Callable[[], None]] = []
+        self._exit = ExitNotice()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn(self._watch())
 
@@ -200,30 +199,20 @@ class JupyterKernel:
 
     @property
     def returncode(self) -> int | None:
-        return self._returncode
+        return self._exit.returncode
 
     @property
     def exit_description(self) -> str:
-        return f"exited with code {self._returncode} (jupyter_client provisioner {self._name})"
+        return f"exited with code {self.returncode} (jupyter_client provisioner {self._name})"
 
     def is_alive(self) -> bool:
-        return self._returncode is None
+        return self.returncode is None
 
     async def wait(self) -> int:
-        await self._exited.wait()
-        assert self._returncode is not None
-        return self._returncode
+        return await self._exit.wait()
 
     def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        self._callbacks.append(callback)
-        if self._exited.is_set():
-            asyncio.get_running_loop().call_soon(callback)
-
-        def remove() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-        return remove
+        return self._exit.on_exit(callback)
 
     async def _watch(self) -> None:
         """Poll the provisioner until the kernel ended (its ``poll`` says a code)."""
@@ -236,11 +225,7 @@ class JupyterKernel:
             if code is not None:
                 break
             await asyncio.sleep(POLL_INTERVAL)
-        self._returncode = int(code)
-        self._exited.set()
-        loop = asyncio.get_running_loop()
-        for callback in list(self._callbacks):
-            loop.call_soon(callback)
+        self._exit.ended(int(code))
 
     async def stderr_tail(self) -> str:
         """ "": the provisioner's kernel writes where the provisioner sends it."""
@@ -252,18 +237,18 @@ class JupyterKernel:
         task.add_done_callback(self._tasks.discard)
 
     def send_signal(self, signum: int) -> None:
-        if self._returncode is None:
+        if self.returncode is None:
             self._spawn(self._provisioner.send_signal(signum))
 
     def interrupt(self) -> None:
         self.send_signal(signal.SIGINT)
 
     def terminate(self) -> None:
-        if self._returncode is None:
+        if self.returncode is None:
             self._spawn(self._provisioner.terminate(restart=False))
 
     def kill(self) -> None:
-        if self._returncode is None:
+        if self.returncode is None:
             self._spawn(self._provisioner.kill(restart=False))
 
     def release_ports(self) -> None:

@@ -21,6 +21,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelyard.provisioning.exits import ExitNotice
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.link import NodeLink, Report
@@ -161,10 +162,8 @@ class SlurmKernel:
         self.argv = argv
         self.launch_spec = launch_spec
         self._provisioner = provisioner
-        self._returncode: int | None = None
+        self._exit = ExitNotice()
         self._lost = False
-        self._exited = asyncio.Event()
-        self._callbacks: list[Callable[[], None]] = []
         allocation.run(self)
 
     @property
@@ -188,7 +187,7 @@ class SlurmKernel:
 
     @property
     def returncode(self) -> int | None:
-        return self._returncode
+        return self._exit.returncode
 
     @property
     def exit_latency(self) -> float:
@@ -205,43 +204,29 @@ class SlurmKernel:
             where += f": {shown.state}{why}"
         elif self._lost:
             where += ": its supervisor on the node stopped answering"
-        return f"exited with code {self._returncode} ({where})"
+        return f"exited with code {self.returncode} ({where})"
 
     def is_alive(self) -> bool:
-        return self._returncode is None
+        return self.returncode is None
 
     async def wait(self) -> int:
         """Wait for the kernel to end; its exit code (UNKNOWN_EXIT when nobody knows).
 
         Someone waits for the end, so it is expected soon: the watcher looks quickly.
         """
-        if not self._exited.is_set():
+        if not self._exit.is_set:
             self.allocation.watcher.poke()
-        await self._exited.wait()
-        assert self._returncode is not None
-        return self._returncode
+        return await self._exit.wait()
 
     def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` in the loop when the kernel ends (soon, if it has)."""
-        self._callbacks.append(callback)
-        if self._exited.is_set():
-            asyncio.get_running_loop().call_soon(callback)
-
-        def remove() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-        return remove
+        return self._exit.on_exit(callback)
 
     def _ended(self, code: int, *, lost: bool = False) -> None:
-        if self._returncode is not None:
-            return
-        self._returncode, self._lost = code, lost
-        log.info("kernel %s in Slurm job %s ended: code %s", self.pid, self.job_id, code)
-        self._exited.set()
-        loop = asyncio.get_running_loop()
-        for callback in list(self._callbacks):  # as a local process's: soon, in the loop
-            loop.call_soon(callback)
+        if self.returncode is None:
+            self._lost = lost
+        if self._exit.ended(code):
+            log.info("kernel %s in Slurm job %s ended: code %s", self.pid, self.job_id, code)
 
     async def stderr_tail(self) -> str:
         """The end of the job's output file (stdout and stderr), where it can be read
@@ -263,7 +248,7 @@ class SlurmKernel:
 
     def send_signal(self, signum: int) -> None:
         """``signum`` to the kernel's process group on its node."""
-        if self._returncode is None:
+        if self.returncode is None:
             self.allocation.signal(signum)
 
     def interrupt(self) -> None:
@@ -273,7 +258,7 @@ class SlurmKernel:
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        if self._returncode is None:
+        if self.returncode is None:
             self.allocation.kill()
 
     def release_ports(self) -> None:
