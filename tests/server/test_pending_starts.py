@@ -157,6 +157,28 @@ async def test_a_delete_while_starting_cancels_the_start() -> None:
         assert backend.kernels == {}  # the start was cancelled, not finished
 
 
+async def test_a_client_that_leaves_while_the_kernel_starts_is_let_go() -> None:
+    backend = FakeBackend()
+    backend.start_gate = anyio.Event()
+    async with serving(backend) as served:
+        kid = str((await _post(served))["id"])
+        async with kernel_socket(served, kid) as early:
+            await early.send(early.message("kernel_info_request"))  # moot: it leaves
+            with anyio.fail_after(2):
+                while (await _model(served, kid))["connections"] != 1:
+                    await anyio.sleep(0.01)
+        with anyio.fail_after(2):
+            while (await _model(served, kid))["connections"] != 0:
+                await anyio.sleep(0.01)
+        backend.start_gate.set()
+        async with kernel_socket(served, kid) as later:
+            reply, _ = await later.execute("1")
+        assert reply.content["status"] == "ok"
+        # The early request was never forwarded: its client was gone.
+        sent = [m.msg_type for m in backend.get(kid).messages]
+        assert sent == ["execute_request"]
+
+
 async def test_requests_for_a_starting_kernel_wait_for_it() -> None:
     backend = FakeBackend()
     backend.start_gate = anyio.Event()

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import orjson
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kernelyard.errors import ChannelClosed, MalformedMessage
@@ -63,9 +64,12 @@ from kernelyard.wire import (
     pack_v1,
 )
 
-__all__ = ["KernelSocket"]
+__all__ = ["EARLY_FRAMES", "KernelSocket"]
 
 log = logging.getLogger(__name__)
+
+#: Frames a client may send before a starting kernel answers; then reading pauses.
+EARLY_FRAMES = 1000
 
 
 class KernelSocket:
@@ -81,8 +85,9 @@ class KernelSocket:
         self.websocket = websocket
         self.kernel = kernel
         self.settings = settings
-        #: What the client sent while the kernel was starting, to forward first.
-        self._early: list[str | bytes] = []
+        #: The client's frames, when a pump reads them (the kernel was starting).
+        self._incoming: MemoryObjectReceiveStream[str | bytes] | None = None
+        self._left = anyio.Event()  # set when the pump saw the client go
         self._factory = factory
         offered = websocket.scope.get("subprotocols") or []
         self.subprotocol = choose_subprotocol(offered, settings.kernel_ws_protocol)
@@ -108,15 +113,27 @@ class KernelSocket:
         side ends, and account for the session.
         """
         await self.websocket.accept(subprotocol=self.subprotocol)
-        if self.kernel.bridge is None:
-            bridge = await self._wait_for_start()
-            if bridge is None:
-                return
-        else:
-            bridge = self.kernel.bridge
+        async with anyio.create_task_group() as connection:
+            if self.kernel.bridge is None:
+                # Read the client all along from now on (it may send at once, and it may
+                # leave): one reader for the connection's life, so no frame is lost
+                # between the wait and the relay. Its buffer bounds what a client can
+                # pile up before the kernel answers; past it, reading pauses.
+                send, incoming = anyio.create_memory_object_stream[str | bytes](EARLY_FRAMES)
+                self._incoming = incoming
+                connection.start_soon(self._pump, send)
+                with incoming:
+                    bridge = await self._wait_for_start()
+                    if bridge is not None:
+                        await self._relay(bridge)
+            else:
+                await self._relay(self.kernel.bridge)
+            connection.cancel_scope.cancel()
+
+    async def _relay(self, bridge: KernelBridge) -> None:
         self.bridge: KernelBridge = bridge
         query = self.websocket.query_params
-        reader = self.bridge.attach(
+        reader = bridge.attach(
             self.session,
             replay_all=query.get("replay") == "all",
             resume_after=query.get("resume_after") or None,
@@ -135,38 +152,57 @@ class KernelSocket:
                 tg.start_soon(run_and_cancel, self._from_client)
                 tg.start_soon(run_and_cancel, self._to_client)
         finally:
-            self.bridge.detach(reader)
+            bridge.detach(reader)
+
+    async def _pump(self, send: MemoryObjectSendStream[str | bytes]) -> None:
+        """The client's frames into ``send``, until it leaves (then the stream ends)."""
+        try:
+            async with send:
+                while (frame := await self._receive_frame()) is not None:
+                    await send.send(frame)
+        finally:
+            self._left.set()
+
+    async def _receive_frame(self) -> str | bytes | None:
+        """The client's next frame, straight from the socket; None once it left."""
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            if data is not None:
+                return data  # type: ignore[no-any-return]
+
+    async def _next_frame(self) -> str | bytes | None:
+        """The client's next frame (through the pump if the kernel was starting)."""
+        if self._incoming is None:
+            return await self._receive_frame()
+        try:
+            return await self._incoming.receive()
+        except anyio.EndOfStream:
+            return None
 
     async def _wait_for_start(self) -> KernelBridge | None:
         """The kernel's bridge once it answers; None when the client left meanwhile or
         the start failed (the client was told: ``status: dead``, a final close).
         """
-        kernel, ws = self.kernel, self.websocket
-        left = False
+        kernel = self.kernel
         kernel.waiting += 1
         try:
-            async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as race:
 
-                async def keep_what_comes() -> None:
-                    nonlocal left
-                    while True:
-                        message = await ws.receive()
-                        if message["type"] == "websocket.disconnect":
-                            left = True
-                            tg.cancel_scope.cancel()
-                            return
-                        data = message.get("bytes")
-                        data = message.get("text") if data is None else data
-                        if data is not None:
-                            self._early.append(data)
+                async def until(event: anyio.Event) -> None:
+                    await event.wait()
+                    race.cancel_scope.cancel()
 
-                tg.start_soon(keep_what_comes)
-                await kernel.settled.wait()
-                tg.cancel_scope.cancel()
+                race.start_soon(until, kernel.settled)
+                race.start_soon(until, self._left)
         finally:
             kernel.waiting -= 1
-        if left:
-            return None
+        if not kernel.settled.is_set():
+            return None  # it left first (what it sent is moot)
         if kernel.bridge is None:
             dead = self._factory.message(
                 "status", {"execution_state": "dead"}, channel=Channel.IOPUB
@@ -179,22 +215,7 @@ class KernelSocket:
     # -- client -> kernel ---------------------------------------------------------------
 
     async def _from_client(self, reader: Reader) -> None:
-        ws = self.websocket
-        early, self._early = self._early, []
-        for frame in early:
-            refusal = await self._forward(reader, frame)
-            if refusal is not None and refusal.code is not None:
-                await self._close(refusal.code, refusal.reason)
-                return
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is None:
-                data = message.get("text")
-            if data is None:
-                continue
+        while (data := await self._next_frame()) is not None:
             refusal = await self._forward(reader, data)
             if refusal is not None and refusal.code is not None:
                 log.warning(
