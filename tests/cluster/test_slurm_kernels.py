@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -132,6 +133,32 @@ async def test_a_kernel_runs_on_its_node_and_is_driven_from_here(
     shown = slurm.run("scontrol", "show", "job", job).stdout
     assert "JobState=COMPLETED" in shown
     assert "ExitCode=0:0" in shown
+
+
+async def test_a_sigkill_sent_to_the_kernel_spares_its_job(
+    cluster_finder: KernelFinder, slurm: SlurmCluster
+) -> None:
+    manager = KernelManager("ipykernel-n1", finder=cluster_finder, options=QUIET)
+    await manager.start()
+    try:
+        process = manager.process
+        assert isinstance(process, SlurmKernel)
+        manager.signal(signal.SIGKILL)  # to the kernel's group on the node, not its supervisor
+        with anyio.fail_after(10):
+            assert await process.wait() == -signal.SIGKILL  # told over the link, at once
+        assert process.job_id in slurm.jobs()  # the allocation lives on
+        await manager.restart()
+        again = manager.process
+        assert isinstance(again, SlurmKernel)
+        assert again.job_id == process.job_id
+        async with manager.client() as client:
+            assert (await client.execute("1 + 1", timeout=30)).content["status"] == "ok"
+        job = again.job_id
+    finally:
+        await manager.shutdown()
+    with anyio.fail_after(30):
+        while job in slurm.jobs():
+            await anyio.sleep(0.2)
 
 
 async def test_a_restart_after_the_job_ended_is_a_new_job(

@@ -6,6 +6,8 @@ counts starts in flight. In process on a FakeBackend whose starts wait at a gate
 
 from __future__ import annotations
 
+import signal
+
 import anyio
 import pytest
 import websockets
@@ -179,24 +181,22 @@ async def test_a_client_that_leaves_while_the_kernel_starts_is_let_go() -> None:
         assert sent == ["execute_request"]
 
 
-async def test_requests_for_a_starting_kernel_wait_for_it() -> None:
+async def test_interrupt_and_restart_of_a_starting_kernel_are_refused() -> None:
     backend = FakeBackend()
     backend.start_gate = anyio.Event()
     async with serving(backend) as served, served.http() as http:
         kid = str((await _post(served))["id"])
-        answers: list[int] = []
-
-        async def request(path: str) -> None:
-            answers.append((await http.post(f"api/kernels/{kid}/{path}")).status_code)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(request, "interrupt")
-            tg.start_soon(request, "restart")
-            await anyio.sleep(0.1)
-            assert answers == []  # both wait for the start
-            backend.start_gate.set()
-        assert sorted(answers) == [200, 204]
-        assert (await _model(served, kid))["execution_state"] == "idle"
+        with anyio.fail_after(2):  # what it waits for is in the refusal
+            while "reason" not in await _model(served, kid):
+                await anyio.sleep(0.01)
+        for path in ("interrupt", "restart"):
+            refused = await http.post(f"api/kernels/{kid}/{path}")
+            assert refused.status_code == 409, path
+            assert "is starting: waiting for the test's start gate" in refused.json()["message"]
+        backend.start_gate.set()
+        await served.kernels.get(kid).running()
+        assert (await http.post(f"api/kernels/{kid}/interrupt")).status_code == 204
+        assert (await http.post(f"api/kernels/{kid}/restart")).status_code == 200
 
 
 async def test_the_server_stops_with_a_start_in_flight() -> None:
@@ -209,7 +209,10 @@ async def test_the_server_stops_with_a_start_in_flight() -> None:
                 with anyio.fail_after(2):
                     while (await _model(served, kid))["connections"] != 1:
                         await anyio.sleep(0.01)
-    assert waiting.ws.close_code is not None
+                served.server.handle_exit(signal.SIGTERM, None)  # as `kernelyard serve` stops
+                with pytest.raises(ConnectionClosed):
+                    await waiting.receive()
+    assert waiting.ws.close_code == 1001  # the server stops: JupyterLab comes back
     assert backend.kernels == {}
 
 

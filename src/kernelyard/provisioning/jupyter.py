@@ -25,10 +25,12 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from kernelyard.errors import KernelSpecError, LaunchError
 from kernelyard.provisioning.exits import ExitNotice
@@ -48,8 +50,11 @@ log = logging.getLogger(__name__)
 
 #: jupyter_client's entry-point group of provisioners.
 JUPYTER_GROUP = "jupyter_client.kernel_provisioners"
-#: Seconds between two looks at a kernel's end (the provisioner's ``poll``).
-POLL_INTERVAL = 0.2
+#: Seconds between two looks at a kernel's end (the provisioner's ``poll``, which may
+#: be a remote API's call: Kubernetes, YARN). The heartbeat notices a silent kernel sooner.
+POLL_INTERVAL = 1.0
+#: Failed polls in a row after which the kernel is taken for gone.
+POLL_FAILURES = 3
 
 
 def jupyter_provisioner_names() -> list[str]:
@@ -144,10 +149,13 @@ class JupyterProvisioner:
                 cwd=os.fspath(options.cwd) if options.cwd is not None else None,
                 **quiet,
             )
-        except Exception as exc:
-            with_cleanup = manager.provisioner
-            if with_cleanup is not None:
-                await _quietly(with_cleanup.cleanup(restart=False))
+        except BaseException as exc:
+            # Failed or cancelled (a DELETE while it starts): nothing it launched may be
+            # left running, and the manager's socket and file go.
+            with anyio.CancelScope(shield=True):
+                await _abandon(manager)
+            if not isinstance(exc, Exception):
+                raise
             raise LaunchError(
                 f"jupyter_client provisioner {self.provisioner_name!r} could not start kernel "
                 f"{spec.kernel_name!r}: {type(exc).__name__}: {exc}",
@@ -216,12 +224,15 @@ class JupyterKernel:
 
     async def _watch(self) -> None:
         """Poll the provisioner until the kernel ended (its ``poll`` says a code)."""
+        failures = 0
         while True:
             try:
                 code = await self._provisioner.poll()
-            except Exception as exc:  # a provisioner that cannot tell: it is gone
+                failures = 0
+            except Exception as exc:  # a remote API's hiccup: gone only if it lasts
+                failures += 1
                 log.warning("kernel %s: the provisioner's poll failed: %s", self._name, exc)
-                code = -1
+                code = -1 if failures >= POLL_FAILURES else None
             if code is not None:
                 break
             await asyncio.sleep(POLL_INTERVAL)
@@ -231,7 +242,7 @@ class JupyterKernel:
         """ "": the provisioner's kernel writes where the provisioner sends it."""
         return ""
 
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.get_running_loop().create_task(_quietly(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -260,18 +271,23 @@ class JupyterKernel:
         """
         restart = not remove_connection_file
 
-        async def clean() -> None:
-            await self._provisioner.cleanup(restart=restart)
-            await self._manager.cleanup_resources(restart=restart)
-
-        self._spawn(clean())
+        # jupyter_client's cleanup_resources calls the provisioner's cleanup too.
+        self._spawn(self._manager.cleanup_resources(restart=restart))
 
     def attach_info(self, kernel_id: str) -> AttachInfo:
         """The provisioner's own ``get_provisioner_info`` (what it re-attaches from)."""
         return AttachInfo(self._name, kernel_id, self.connection_info, self._location)
 
 
-async def _quietly(work: Coroutine[Any, Any, Any]) -> None:
+async def _abandon(manager: AsyncKernelManager) -> None:
+    """After a failed start: kill what the provisioner launched, release the rest."""
+    provisioner = manager.provisioner
+    if provisioner is not None and provisioner.has_process:
+        await _quietly(provisioner.kill(restart=False))
+    await _quietly(manager.cleanup_resources(restart=False))
+
+
+async def _quietly(work: Awaitable[Any]) -> None:
     """Run a provisioner's coroutine whose failure nobody waits for; log it."""
     try:
         await work

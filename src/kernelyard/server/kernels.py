@@ -13,12 +13,13 @@ the connections the remote counts besides our own upstream one.
 A start answers at once: ``POST /api/kernels`` registers the kernel as
 *starting* (counted against ``max_kernels`` from that moment) and returns its
 model while the backend starts it in the server's task group; a WebSocket
-opened meanwhile is accepted and waits for it. A start that fails leaves the
-kernel listed as ``dead`` with the reason (as a kernel that died for good
-is), until it is deleted or culled. Starts are independent: nothing is
-locked across one, so a slow start (a cluster queue) never delays another
-request. Only a backend whose kernels get their ids elsewhere (a gateway's)
-is asked first, for the id.
+opened meanwhile is accepted and waits for it (interrupt and restart answer
+409 until it is up). A start that fails leaves the kernel listed as ``dead``
+with the reason, as a kernel that died for good is: until it is deleted, or
+culled when culling is on (dead kernels are culled at the first pass).
+Starts are independent: nothing is locked across one, so a slow start (a
+cluster queue) never delays another request. Only a backend whose kernels get
+their ids elsewhere (a gateway's) is asked first, for the id.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class ServedKernel:
     failure: str = ""
     #: Connections accepted while it starts, waiting for it.
     waiting: int = 0
+    #: Why its start is being cancelled (a DELETE, a cull, the server stopping).
+    stop_reason: str = ""
+    #: How sockets that wait for it are to close at once (the server stops: 1001, so
+    #: that clients come back); ``closed`` is set then.
+    closing: tuple[int, str] | None = None
+    closed: anyio.Event = field(default_factory=anyio.Event)
     created: datetime = field(default_factory=utcnow)
     #: Set once the start ended, either way (``bridge`` or ``failure`` tells which).
     settled: anyio.Event = field(default_factory=anyio.Event)
@@ -114,9 +121,17 @@ class ServedKernel:
     async def running(self) -> KernelBridge:
         """The bridge, once the kernel answers; InvalidState if its start failed."""
         await self.settled.wait()
-        if self.bridge is None:
+        return self.started()
+
+    def started(self) -> KernelBridge:
+        """The bridge; InvalidState while the kernel starts or once its start failed."""
+        if self.bridge is not None:
+            return self.bridge
+        if self.failure:
             raise InvalidState(f"kernel {self.id} failed to start: {self.failure}")
-        return self.bridge
+        raise InvalidState(
+            f"kernel {self.id} is starting{': ' + self.progress if self.progress else ''}"
+        )
 
     def model(self) -> dict[str, Any]:
         """The REST kernel model (state and reason come from the kernel's lifecycle)."""
@@ -233,7 +248,9 @@ class ServedKernels:
         self._starting += 1  # held until the kernel is registered: counted atomically
         try:
             launch: StartRequest | None = request  # None once the backend started it
-            kernel_id = request.kernel_id or self.backend.new_kernel_id()
+            # A backend from before new_kernel_id() names its kernels itself.
+            new_id = getattr(self.backend, "new_kernel_id", lambda: None)
+            kernel_id = request.kernel_id or new_id()
             name = await self._checked_name(request.name, strict=kernel_id is not None)
             if kernel_id is None:  # the backend names its kernels: ask it first
                 kernel_id = await self.backend.start_kernel(name, cwd=cwd, env=request.env)
@@ -281,6 +298,7 @@ class ServedKernels:
         """Start the kernel (unless the backend already did: ``request`` None), then own
         its channels and bridge for as long as it runs.
         """
+        launched = request is None  # the backend holds the kernel from then on
         try:
             with kernel.start_scope:  # what a DELETE before the kernel answered cancels
                 if request is not None:
@@ -291,6 +309,7 @@ class ServedKernels:
                         env=request.env,
                         progress=lambda text: setattr(kernel, "progress", text),
                     )
+                    launched = True
                 kernel.cull_idle_timeout = await self._cull_override(kernel.name)
             if not kernel.start_scope.cancelled_caught:
                 await self._serve(kernel)
@@ -301,8 +320,16 @@ class ServedKernels:
             self._failed(kernel, f"{type(exc).__name__}: {exc}", exc)
         finally:
             if not kernel.settled.is_set():  # cancelled: deleted, or the server stops
-                kernel.failure = kernel.failure or "shut down while starting"
+                kernel.failure = kernel.stop_reason or "shut down while starting"
                 kernel.settled.set()
+            if launched and kernel.bridge is None and not kernel.stop_reason:
+                # Started, but it cannot be served (its channels failed): nothing may
+                # run that nobody can reach.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self.backend.shutdown_kernel(kernel.id, now=True)
+                    except KernelyardError as exc:
+                        log.warning("kernel %s could not be stopped: %s", kernel.id, exc)
 
     def _failed(self, kernel: ServedKernel, reason: str, error: BaseException) -> None:
         if kernel.settled.is_set():  # it ran and its bridge failed: the bridge told them
@@ -356,7 +383,7 @@ class ServedKernels:
         reason = "culled" if action == "cull" else "shut down"
         try:
             if not kernel.settled.is_set():
-                kernel.failure = f"{reason} while starting"  # what waiting sockets hear
+                kernel.stop_reason = f"{reason} while starting"  # what waiting sockets hear
                 kernel.start_scope.cancel()
                 await kernel.settled.wait()  # its channels may have opened meanwhile
             await self.backend.shutdown_kernel(kernel_id, now=now, reason=reason)
@@ -367,10 +394,10 @@ class ServedKernels:
         self._action(action, kernel_id, kernel.name, f"Kernel {action}")
 
     async def restart(self, kernel_id: str) -> ServedKernel:
-        """Restart a kernel (one still starting is restarted once it answers)."""
+        """Restart a kernel; InvalidState (409) while it starts or if its start failed."""
         kernel = self.get(kernel_id)
         try:
-            await kernel.running()
+            kernel.started()
             with anyio.fail_after(self.settings.kernel_info_timeout):
                 await self.backend.restart_kernel(kernel_id)
         except (KernelyardError, TimeoutError) as exc:
@@ -381,10 +408,12 @@ class ServedKernels:
         return kernel
 
     async def interrupt(self, kernel_id: str) -> None:
-        """Interrupt a kernel (one still starting is interrupted once it answers)."""
+        """Interrupt a kernel; InvalidState (409) while it starts (nothing runs yet: an
+        interrupt held until then would hit the first cell) or if its start failed.
+        """
         kernel = self.get(kernel_id)
         try:
-            await kernel.running()
+            kernel.started()
             await self.backend.interrupt_kernel(kernel_id)
         except KernelyardError as exc:
             self._action("interrupt", kernel_id, kernel.name, f"Interrupt failed: {exc}", exc)
@@ -402,6 +431,9 @@ class ServedKernels:
         for kernel in self._kernels.values():
             if kernel.bridge is not None:
                 kernel.bridge.close(CloseCode.SERVER_STOPPING, "the server is stopping")
+            else:
+                kernel.closing = (CloseCode.SERVER_STOPPING, "the server is stopping")
+                kernel.closed.set()
 
     async def shutdown_all(self) -> None:
         """Stop every kernel in parallel (server exit): connections close with 1001."""

@@ -68,8 +68,10 @@ __all__ = ["EARLY_FRAMES", "KernelSocket"]
 
 log = logging.getLogger(__name__)
 
-#: Frames a client may send before a starting kernel answers; then reading pauses.
-EARLY_FRAMES = 1000
+#: Frames read ahead of the relay for a socket that waited for its kernel (what a
+#: client may send before the kernel answers); then reading pauses until the relay
+#: takes them, so a client cannot pile up memory.
+EARLY_FRAMES = 16
 
 
 class KernelSocket:
@@ -117,8 +119,7 @@ class KernelSocket:
             if self.kernel.bridge is None:
                 # Read the client all along from now on (it may send at once, and it may
                 # leave): one reader for the connection's life, so no frame is lost
-                # between the wait and the relay. Its buffer bounds what a client can
-                # pile up before the kernel answers; past it, reading pauses.
+                # between the wait and the relay (EARLY_FRAMES bounds its read-ahead).
                 send, incoming = anyio.create_memory_object_stream[str | bytes](EARLY_FRAMES)
                 self._incoming = incoming
                 connection.start_soon(self._pump, send)
@@ -198,16 +199,21 @@ class KernelSocket:
                     race.cancel_scope.cancel()
 
                 race.start_soon(until, kernel.settled)
+                race.start_soon(until, kernel.closed)
                 race.start_soon(until, self._left)
         finally:
             kernel.waiting -= 1
-        if not kernel.settled.is_set():
-            return None  # it left first (what it sent is moot)
+        if self._left.is_set():
+            return None  # it left (what it sent is moot)
+        if kernel.closing is not None and kernel.bridge is None:
+            await self._close(*kernel.closing)  # the server stops: the client comes back
+            return None
         if kernel.bridge is None:
             dead = self._factory.message(
                 "status", {"execution_state": "dead"}, channel=Channel.IOPUB
             )
-            await self._send_entry(LogEntry(Channel.IOPUB, message_parts(dead), "status"))
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await self._send_entry(LogEntry(Channel.IOPUB, message_parts(dead), "status"))
             await self._close(CloseCode.FINAL, close_reason(kernel.failure))
             return None
         return kernel.bridge

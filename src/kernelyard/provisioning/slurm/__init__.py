@@ -49,7 +49,7 @@ from kernelyard.provisioning.encryption import (
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.slurm.callback import Callback
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
-from kernelyard.provisioning.slurm.config import NAME, SlurmConfig
+from kernelyard.provisioning.slurm.config import NAME, SlurmConfig, job_name
 from kernelyard.provisioning.slurm.job import Allocation, SlurmKernel
 from kernelyard.provisioning.slurm.link import Report
 from kernelyard.provisioning.spec import LaunchSpec, kernel_env
@@ -104,6 +104,7 @@ class SlurmProvisioner:
                 curve_publickey=public,
                 curve_secretkey=secret,
             )
+        self._allocations = {k: a for k, a in self._allocations.items() if not a.gone}
         allocation = self._allocations.get(kernel_id)
         if connection_info is not None and allocation is not None and allocation.usable:
             try:
@@ -128,9 +129,14 @@ class SlurmProvisioner:
                 env["KERNELYARD_CURVE_SECRET"] = info.curve_secretkey.decode()
             script = f"#!{self.config.python}\n".encode() + NODE_SCRIPT.read_bytes()
             _tell(options, "", "submitting the kernel's job to Slurm")
-            job_id = await commands.submit(
-                [*self.config.sbatch_args(kernel_id), *_cwd_args(options)], script, env
-            )
+            try:
+                job_id = await commands.submit(
+                    [*self.config.sbatch_args(kernel_id), *_cwd_args(options)], script, env
+                )
+            except BaseException:  # the job may be in the queue all the same: by its name
+                with anyio.CancelScope(shield=True):
+                    await commands.cancel_named(job_name(kernel_id))
+                raise
             callback.job_id = job_id
             log.info("kernel %s: submitted as Slurm job %s", kernel_id, job_id)
             try:

@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.slurm.link import NodeLink, Report, report_from
@@ -32,6 +35,10 @@ MAX_REPORT = MAX_LINE
 class Callback:
     """A listener for one kernel's report. Use as ``async with``; ``await report()``,
     then :meth:`link` for the connection it came on.
+
+    It accepts on a plain listening socket, not an ``asyncio.Server``: since Python
+    3.12.1 a server's ``wait_closed`` waits for every connection it accepted, and the
+    link must outlive the listener.
     """
 
     def __init__(self, ip: str, kernel_id: str, key: bytes) -> None:
@@ -43,8 +50,9 @@ class Callback:
         #: Set once sbatch said it: a report from another job is refused.
         self.job_id: str | None = None
         self._key = key
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
         self._report: asyncio.Future[tuple[Report, asyncio.StreamReader, asyncio.StreamWriter]]
         self._report = asyncio.get_running_loop().create_future()
         self._warned = False
@@ -52,8 +60,8 @@ class Callback:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listener is not None
+        return int(self._listener.getsockname()[1])
 
     @property
     def address(self) -> str:
@@ -62,21 +70,29 @@ class Callback:
         return f"{host}:{self.port}"
 
     async def __aenter__(self) -> Callback:
+        family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self._server = await asyncio.start_server(self._handle, self.ip, 0, limit=MAX_REPORT)
+            listener.bind((self.ip, 0))
+            listener.listen(16)
         except OSError as exc:  # an address of another machine, or none at all
+            listener.close()
             raise LaunchError(
                 f"cannot listen for the kernel's report on callback_ip {self.ip!r}: "
                 f"{exc.strerror or exc}"
             ) from exc
+        listener.setblocking(False)
+        self._listener = listener
+        self._spawn(self._accept(listener))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
         for writer in list(self._writers):  # a stranger's open connection must not stall us
             writer.close()
-        await self._server.wait_closed()
+        if self._listener is not None:
+            self._listener.close()
         if self._report.done() and not self._taken:
             self._report.result()[2].close()  # nobody took the link (the start failed)
 
@@ -91,20 +107,39 @@ class Callback:
         self._taken = True
         return NodeLink(reader, writer, key=self._key, kernel_id=self.kernel_id, job_id=self.job_id)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._report.done():
+            connection, _ = await loop.sock_accept(listener)
+            self._spawn(self._handle(connection))
+
+    async def _handle(self, connection: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=connection, limit=MAX_REPORT)
+        except OSError:
+            connection.close()
+            return
         self._writers.add(writer)
         report: Report | None = None
         try:
             line = await asyncio.wait_for(reader.readline(), 30)
             report = self._parse(line)
+        except asyncio.CancelledError:
+            writer.close()
+            raise
         except Exception as exc:  # whatever a stranger sends, before we know who it is
             self._refuse(f"an unreadable report ({type(exc).__name__})")
         finally:
             self._writers.discard(writer)
-            if report is None or self._report.done():
-                writer.close()
-        if report is not None and not self._report.done():
-            self._report.set_result((report, reader, writer))
+        if report is None or self._report.done():
+            writer.close()
+            return
+        self._report.set_result((report, reader, writer))
 
     def _parse(self, line: bytes) -> Report | None:
         fields = read_signed(self._key, line.rstrip(b"\n"))

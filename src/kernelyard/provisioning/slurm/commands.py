@@ -168,3 +168,11 @@ class SlurmCommands:
         code, _, err = await self._run([*argv, job_id])
         if code != 0:
             log.warning("scancel %s failed: %s", job_id, err.strip())
+
+    async def cancel_named(self, name: str) -> None:
+        """``scancel --name=NAME``: the job whose id was never learnt (a start cancelled
+        while ``sbatch`` ran).
+        """
+        code, _, err = await self._run(["scancel", f"--name={name}"])
+        if code != 0:
+            log.warning("scancel --name=%s failed: %s", name, err.strip())

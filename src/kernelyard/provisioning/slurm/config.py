@@ -14,10 +14,15 @@ from typing import Any
 from kernelyard.errors import KernelSpecError
 from kernelyard.provisioning.encryption import ENCRYPTION_MODES
 
-__all__ = ["NAME", "SlurmConfig"]
+__all__ = ["NAME", "SlurmConfig", "job_name"]
 
 #: The provisioner's name in kernelspecs and in the kernelyard.provisioners entry points.
 NAME = "kernelyard-slurm"
+
+
+def job_name(kernel_id: str) -> str:
+    """The job's name, our marker in ``squeue``: ``kernelyard-`` and the kernel id."""
+    return f"kernelyard-{kernel_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,7 @@ class SlurmConfig:
         """The job's ``sbatch`` arguments: its name (our marker), output and resources;
         never requeued (a rerun would start a kernel that nobody waits for).
         """
-        args = [f"--job-name=kernelyard-{kernel_id}", f"--output={self.output}", "--no-requeue"]
+        args = [f"--job-name={job_name(kernel_id)}", f"--output={self.output}", "--no-requeue"]
         for flag, value in (
             ("--partition", self.partition),
             ("--account", self.account),

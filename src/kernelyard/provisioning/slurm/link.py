@@ -156,10 +156,13 @@ class NodeLink:
         if event == "exited":
             pid, code = fields.get("pid"), fields.get("code")
             if isinstance(pid, int) and isinstance(code, int):
-                self._fail_ready(
-                    f"Slurm job {self.job_id}: the kernel exited with code {code} "
-                    "before it reported its ports"
-                )
+                # Only the kernel of the start we wait for fails it (a late one of an
+                # earlier start, stopped now, must not).
+                if self._ready is not None and fields.get("nonce") == self._ready[0]:
+                    self._fail_ready(
+                        f"Slurm job {self.job_id}: the kernel exited with code {code} "
+                        "before it reported its ports"
+                    )
                 self.on_exited(pid, code)
             return
         if event == "ready" and self._ready is not None:

@@ -28,9 +28,10 @@ last: ``signal`` (to the kernel's process group: an interrupt), ``kill``
 (the kernel and what it started, not the supervisor), ``restart`` with a new
 nonce (the kernel again, in this allocation: no new queue wait) and
 ``exit``. A kernel that ended waits RESTART_GRACE seconds for a restart;
-then, or on ``exit``, the supervisor exits with the kernel's code, ending
-the job. If the link breaks (the manager went away), the kernel is stopped
-and the job ends, as a local kernel ends with the server that started it.
+then the supervisor exits with the kernel's code, ending the job (on
+``exit``, with 0: an ordinary end, which Slurm records as COMPLETED). If
+the link breaks (the manager went away), the kernel is stopped and the job
+ends, as a local kernel ends with the server that started it.
 Signals Slurm sends the batch step (``scancel --batch --signal=INT``, a time
 limit's SIGTERM) go to the kernel's group too.
 """
@@ -43,9 +44,11 @@ import hmac
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 #: Seconds the supervisor waits for the kernel to write its ports.
@@ -58,6 +61,8 @@ PORT_FIELDS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_por
 SECRET_VARIABLES = ("KERNELYARD_KEY", "KERNELYARD_CURVE_PUBLIC", "KERNELYARD_CURVE_SECRET")
 #: Longest line either side sends.
 MAX_LINE = 64 * 1024
+#: Signals that cannot be blocked: sent to the others of our group one by one.
+UNBLOCKABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 #: Signals Slurm may send the batch step that the kernel's group gets too.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -113,8 +118,16 @@ class Supervisor:
         self.buffer = b""
         self.seq = 0
         self.kernel_pid = 0
+        self.nonce = ""  # of the start the running kernel answers
+        self.reported = False  # a kernel was ready once: the link carries news since
         self.code: int | None = None  # the last kernel's exit code, once it ended
         self.pending_signals: list[int] = []
+        self.terminating = False  # Slurm asked the job to end (a time limit, scancel)
+        # The connection file's directory, ours alone: a name in a shared /tmp could
+        # be taken first by another user.
+        self.directory = tempfile.mkdtemp(
+            prefix="kernelyard-", dir=str(job.get("workdir") or "/tmp")
+        )
 
     # -- the link ---------------------------------------------------------------------
 
@@ -156,8 +169,8 @@ class Supervisor:
 
     def spawn(self, nonce: str) -> bool:
         """Start the kernel and report it ready; False if it ended before it had ports."""
-        directory = str(self.job.get("workdir") or "/tmp")
-        path = os.path.join(directory, f"kernel-{self.job['kernel_id']}-{os.getpid()}.json")
+        self.nonce = nonce
+        path = os.path.join(self.directory, f"kernel-{self.job['kernel_id']}.json")
         info = {
             "transport": "tcp",
             "ip": "0.0.0.0",
@@ -208,6 +221,7 @@ class Supervisor:
                 "ports": ports,
             }
         )
+        self.reported = True
         return True
 
     def _ports(self, path: str) -> dict[str, int] | None:
@@ -239,13 +253,33 @@ class Supervisor:
         if pid == 0:
             return False
         self.code = os.waitstatus_to_exitcode(status)
-        with contextlib.suppress(OSError):  # the link is gone: the loop sees it
-            self.send({"event": "exited", "pid": self.kernel_pid, "code": self.code})
+        if self.reported:  # before the first report, the job's own end says it
+            with contextlib.suppress(OSError):  # the link is gone: the loop sees it
+                self.send(
+                    {
+                        "event": "exited",
+                        "pid": self.kernel_pid,
+                        "code": self.code,
+                        "nonce": self.nonce,
+                    }
+                )
         return True
 
     def to_group(self, signum: int) -> None:
-        """``signum`` to the kernel and what it started (our process group), not to us."""
+        """``signum`` to the kernel and what it started (our process group), not to us.
+
+        The kernel stays in our group: with Slurm's ``proctrack/pgid`` a process that
+        leaves the job's group escapes the job's end.
+        """
         if self.code is not None:
+            return
+        try:
+            signal.Signals(signum)
+        except ValueError:
+            print(f"kernelyard node: ignored signal {signum}", file=sys.stderr)
+            return
+        if signum in UNBLOCKABLE:  # it would reach us too: to each of the others
+            self.to_others(signum)
             return
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
         try:
@@ -254,8 +288,10 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
-    def kill_group(self) -> None:
-        """SIGKILL to every process of our group but us (the kernel and its children)."""
+    def to_others(self, signum: int) -> None:
+        """``signum`` to every process of our group but us (the kernel, its children,
+        what an earlier kernel left behind).
+        """
         me, group = os.getpid(), os.getpgrp()
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == me:
@@ -264,9 +300,13 @@ class Supervisor:
                 with open(f"/proc/{entry}/stat") as handle:
                     fields = handle.read().rsplit(")", 1)[1].split()
                 if int(fields[2]) == group:
-                    os.kill(int(entry), signal.SIGKILL)
+                    os.kill(int(entry), signum)
             except (OSError, ValueError, IndexError):
                 continue
+
+    def kill_group(self) -> None:
+        """SIGKILL to the kernel and its children, not to us."""
+        self.to_others(signal.SIGKILL)
 
     def stop_kernel(self) -> None:
         """SIGTERM to the kernel's group, SIGKILL after KILL_GRACE; reaped."""
@@ -290,34 +330,46 @@ class Supervisor:
         """
         for number in FORWARDED:
             signal.signal(number, lambda signum, _: self.pending_signals.append(signum))
+        try:
+            return self._supervise()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _supervise(self) -> int:
         if not self.spawn(str(self.job.get("nonce", ""))):
             return self.code or 1  # nobody has the link yet to restart it: the job fails
         ended_at: float | None = None
         while True:
             while self.pending_signals:
-                self.to_group(self.pending_signals.pop(0))
+                received = self.pending_signals.pop(0)
+                if received == signal.SIGTERM:
+                    self.terminating = True  # the job is to end: no restart in it
+                self.to_group(received)
             commands = self.commands(0.1)
             if commands is None:  # the manager is gone: so is its kernel
                 self.stop_kernel()
                 return self.code or 0
             for command in commands:
-                op = command.get("op")
-                signum = command.get("signum")
-                if op == "signal" and isinstance(signum, int):
-                    self.to_group(signum)
+                op, asked = command.get("op"), command.get("signum")
+                if op == "signal" and isinstance(asked, int):
+                    self.to_group(asked)
                 elif op == "kill":
                     self.kill_group()
                     self.reap()
-                elif op == "restart":
+                elif op == "restart" and not self.terminating:
                     self.stop_kernel()
+                    self.kill_group()  # what the old kernel started must not linger
                     running = self.spawn(str(command.get("nonce", "")))
                     ended_at = None if running else time.monotonic()
-                elif op == "exit":
+                elif op == "exit":  # the manager is done with it: an ordinary end
                     self.stop_kernel()
-                    return self.code or 0
+                    self.kill_group()
+                    return 0
             if ended_at is None and self.reap():
                 ended_at = time.monotonic()
-            if ended_at is not None and time.monotonic() - ended_at > RESTART_GRACE:
+            if ended_at is not None and (
+                self.terminating or time.monotonic() - ended_at > RESTART_GRACE
+            ):
                 return self.code or 0
 
 
