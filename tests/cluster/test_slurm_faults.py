@@ -185,3 +185,76 @@ async def test_a_forged_report_on_the_real_callback_port_is_ignored_and_logged_o
     finally:
         await manager.shutdown()
     await _gone(slurm, job)
+
+
+@pytest.mark.parametrize(
+    ("argv", "mode"), [(IPYKERNEL, "signal"), (KERNELYARD, "message")], ids=["ipykernel", "ours"]
+)
+async def test_through_the_server_stdin_interrupt_restart_and_delete(
+    slurm: SlurmCluster, tmp_path: Path, argv: list[str], mode: str
+) -> None:
+    home = tmp_path / "home"
+    metadata = _slurm(slurm, extra_args=["-w", "n2"])
+    make_spec_dir(
+        home / "data" / "kernels", "on-n2", argv=argv, interrupt_mode=mode, metadata=metadata
+    )
+    with running_server(home) as server:
+        async with server.http() as http:
+            model = await start_kernel(http, "on-n2")
+            kid = model["id"]
+            assert model["execution_state"] == "idle", model
+            (job,) = slurm.jobs()
+            try:
+                async with kernel_socket(server, kid, v1=True) as ws:
+                    # stdin: the kernel on the node asks, the client here answers.
+                    request = ws.message(
+                        "execute_request",
+                        {"code": "print('got', input('? '))", "allow_stdin": True},
+                    )
+                    await ws.send(request)
+                    with anyio.fail_after(30):
+                        while (asked := await ws.receive()).msg_type != "input_request":
+                            pass
+                    assert asked.content["prompt"] == "? "
+                    answer = ws.factory.message(
+                        "input_reply",
+                        {"value": "typed"},
+                        parent=asked.header,
+                        channel=Channel.STDIN,
+                    )
+                    await ws.send(answer)
+                    outputs = []
+                    with anyio.fail_after(30):
+                        while (got := await ws.receive()).channel is not Channel.SHELL:
+                            outputs.append(got)
+                    assert got.content["status"] == "ok"
+                    assert "got typed" in "".join(m.content.get("text", "") for m in outputs)
+                    # interrupt over REST, in the kernelspec's mode
+                    cell = ws.message("execute_request", {"code": "import time; time.sleep(60)"})
+                    await ws.send(cell)
+                    with anyio.fail_after(30):
+                        while not (
+                            (got := await ws.receive()).msg_type == "status"
+                            and got.content["execution_state"] == "busy"
+                            and got.parent_header.get("msg_id") == cell.msg_id
+                        ):
+                            pass
+                    await anyio.sleep(0.5)  # in the sleep, not before it
+                    interrupted = await http.post(f"api/kernels/{kid}/interrupt")
+                    assert interrupted.status_code == 204
+                    with anyio.fail_after(30):
+                        while (got := await ws.receive()).channel is not Channel.SHELL:
+                            pass
+                    assert got.content["status"] == "error"
+                    assert got.content["ename"] == "KeyboardInterrupt"
+                    # restart over REST: the same job, the same socket goes on
+                    restarted = await http.post(f"api/kernels/{kid}/restart")
+                    assert restarted.status_code == 200, restarted.text
+                    assert slurm.jobs() == [job]
+                    executed, _ = await ws.execute("1 + 1")
+                    assert executed.content["status"] == "ok"
+            finally:
+                assert (await http.delete(f"api/kernels/{kid}")).status_code == 204
+    await _gone(slurm, job)
+    shown = slurm.run("scontrol", "show", "job", job).stdout
+    assert "JobState=COMPLETED" in shown  # an ordinary end, not FAILED
