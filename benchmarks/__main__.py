@@ -16,13 +16,23 @@ from . import (
     bench_gateway,
     bench_kernel,
     bench_lifecycle,
+    bench_scaling,
     bench_server,
     bench_wire,
 )
 from .harness import report
 
 #: The groups ``--only`` can name, in the report's order.
-GROUPS = ["wire", "lifecycle", "kernel", "encryption", "cluster", "server", "gateway"]
+GROUPS = [
+    "wire",
+    "lifecycle",
+    "kernel",
+    "encryption",
+    "cluster",
+    "server",
+    "scaling",
+    "gateway",
+]
 
 
 def main() -> int:
@@ -37,6 +47,7 @@ def main() -> int:
         "--encryption-rounds", type=int, default=3, help="rounds per stack and mode"
     )
     parser.add_argument("--cluster-rounds", type=int, default=2, help="rounds on Slurm")
+    parser.add_argument("--scaling-rounds", type=int, default=1, help="rounds per server")
     parser.add_argument(
         "--only",
         choices=GROUPS,
@@ -89,6 +100,13 @@ def main() -> int:
             "Kernel servers: kernelyard serve, jupyter_server, jupyter-kernel-gateway",
             lambda: bench_server.report(
                 anyio.run(partial(bench_server.run, rounds=args.server_rounds))
+            ),
+        ),
+        (
+            "scaling",
+            "How many kernels one server holds: kernelyard serve and jupyter_server",
+            lambda: bench_scaling.report(
+                anyio.run(partial(bench_scaling.run, rounds=args.scaling_rounds))
             ),
         ),
         (

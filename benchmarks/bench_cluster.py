@@ -12,6 +12,8 @@ cluster kernel is by default, so that only the place differs.
 * round trip: ``execute("pass")``, median of ROUND_TRIPS, local against
   across the node boundary (veth and bridge), alternating in BLOCKS turns
   with both kernels running.
+* restart to ready: ``KernelManager.restart`` (polite) plus ``wait_for_ready``;
+  a Slurm kernel restarts inside its job (no ``sbatch``, no queue).
 * CONCURRENT cluster starts at once: from the first submit until the last
   kernel answered (the two nodes have 8 Slurm CPUs each).
 """
@@ -98,6 +100,11 @@ class Running:
         assert self.client is not None
         await self.client.execute("pass", timeout=60)
 
+    async def restart(self) -> None:
+        assert self.client is not None
+        await self.manager.restart()
+        await self.client.wait_for_ready(timeout=120)
+
     async def stop(self) -> None:
         if self.client is not None:
             await self.client.aclose()
@@ -118,6 +125,9 @@ async def _round(finder: KernelFinder, kernel: str, metrics: dict[str, Metric], 
                 trips[where] += [await _timed(side.execute) for _ in range(ROUND_TRIPS // BLOCKS)]
         for where in places:
             metrics["trip"].add(f"{kernel} {where}", statistics.median(trips[where]))
+        for where in places:
+            metrics["restart"].add(f"{kernel} {where}", await _timed(running[where].restart))
+            await running[where].execute()
     finally:
         for where in reversed(places):
             await running[where].stop()
@@ -146,6 +156,7 @@ async def run(rounds: int = 2) -> list[Metric]:
     metrics = {
         "start": Metric("start-to-ready", "ms"),
         "trip": Metric(f"round trip `pass` (median of {ROUND_TRIPS})", "ms"),
+        "restart": Metric("restart to ready (Slurm: in the same job)", "ms"),
         "concurrent": Metric(f"{CONCURRENT} cluster starts at once, to the last one ready", "s"),
     }
     with TemporaryDirectory() as tmp, slurm_cluster(Path(tmp) / "slurm") as cluster:
