@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "provisioning": 3,
     "transport": 3,
     "backend": 4,
+    "store": 4,
     "manager": 5,
     "client": 5,
     "kernel": 5,

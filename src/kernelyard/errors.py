@@ -64,6 +64,7 @@ __all__ = [
     "ReplyTimeout",
     "RequestError",
     "RequestRejected",
+    "StoreError",
 ]
 
 
@@ -288,3 +289,9 @@ class GatewayHTTPError(GatewayError):
         self.status_code = status_code
         self.message = message
         self.request = request
+
+
+class StoreError(KernelyardError):
+    """The state store cannot be opened, read or written (a file that is not ours, a
+    record of an unknown format, a database that refuses); the message says which.
+    """
