@@ -33,7 +33,7 @@ import anyio
 import orjson
 
 from kernelyard.discovery import KernelFinder, KernelSpecProvider, install_kernelspec
-from kernelyard.discovery.providers import IPYKERNEL_PRELOAD
+from kernelyard.discovery.kernelspec import IPYKERNEL_PRELOAD
 from kernelyard.errors import KernelDied, LaunchError
 from kernelyard.manager import KernelManager
 from kernelyard.provisioning import ForkServerProvisioner, ForkServers, LaunchOptions

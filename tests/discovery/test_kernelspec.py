@@ -10,6 +10,7 @@ from kernelyard.discovery import (
     load_kernelspec,
     normalize_kernel_name,
 )
+from kernelyard.discovery.kernelspec import IPYKERNEL_PRELOAD
 from kernelyard.errors import KernelSpecError
 
 from ..helpers import MakeSpec
@@ -70,6 +71,19 @@ def test_preload_goes_to_the_launch_spec(tmp_path: Path, make_spec: MakeSpec) ->
     spec = load_kernelspec(make_spec(tmp_path, "k", metadata=metadata))
     assert spec.launch_spec().preload == ("IPython", "kernelyard.kernel.app")
     assert load_kernelspec(make_spec(tmp_path, "plain")).launch_spec().preload == ()
+
+
+def test_ipykernels_own_kernelspec_preloads_ipykernel_unless_it_opts_out(
+    tmp_path: Path, make_spec: MakeSpec
+) -> None:
+    argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    installed = load_kernelspec(make_spec(tmp_path, "python3", argv=argv))
+    assert installed.launch_spec().preload == IPYKERNEL_PRELOAD
+    out = {"kernelyard": {"preload": []}}
+    opted = load_kernelspec(make_spec(tmp_path, "spawned", argv=argv, metadata=out))
+    assert opted.launch_spec().preload == ()
+    other = ["python", "-m", "my_kernel", "-f", "{connection_file}"]
+    assert load_kernelspec(make_spec(tmp_path, "mine", argv=other)).launch_spec().preload == ()
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from kernelyard.provisioning.process import ProcessEvents
 from kernelyard.provisioning.spec import LaunchSpec
 
 from ..helpers import Collect, make_spec_dir, wait_for_output
-from .conftest import KERNELYARD
+from .conftest import IPYKERNEL, KERNELYARD
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -42,6 +42,8 @@ def fork_finder(tmp_path: Path, kernels_dir: Path, runtime_dir: Path) -> KernelF
         metadata=FORKED,
         interrupt_mode="signal",
     )
+    opted_out = {"kernelyard": {"preload": []}}
+    make_spec_dir(kernels_dir, "python3-spawned", argv=IPYKERNEL, metadata=opted_out)
     missing = {"kernelyard": {"handshake": True, "preload": ["no_such_module_here"]}}
     make_spec_dir(kernels_dir, "bad-preload", argv=KERNELYARD, env=ipython_env, metadata=missing)
     missing_python = ["/nonexistent/python", "-m", "kernelyard.kernel", "-f", "{connection_file}"]
@@ -382,7 +384,7 @@ async def test_closing_the_fork_servers_ends_the_zygotes_not_the_kernels(
 async def test_multi_kernel_manager_forks_after_warm_up(fork_finder: KernelFinder) -> None:
     async with MultiKernelManager(finder=fork_finder, default_type_id="forked") as kernels:
         assert await kernels.warm_up(wait=True)
-        assert not await kernels.warm_up("python3")  # a type that does not preload
+        assert not await kernels.warm_up("python3-spawned")  # a type that opted out
         ids: list[str] = []
 
         async def start() -> None:

@@ -20,6 +20,7 @@ from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
 from kernelyard.provisioning.spec import LaunchSpec
 
 __all__ = [
+    "IPYKERNEL_PRELOAD",
     "KernelSpec",
     "check_kernel_name",
     "load_kernelspec",
@@ -28,6 +29,18 @@ __all__ = [
 
 #: jupyter_client's name for its local provisioner, which kernelspecs may name.
 LOCAL_PROVISIONER = "local-provisioner"
+#: What a fork server imports for ipykernel (its app, kernel, debugger and what they
+#: import late), so that a forked ipykernel starts without importing them.
+IPYKERNEL_PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",
+    "IPython.core.debugger",
+    "sqlite3",
+    "pydoc",
+)
+#: The modules that start ipykernel (``python -m ipykernel_launcher`` is its kernelspec's).
+IPYKERNEL_MODULES = frozenset({"ipykernel_launcher", "ipykernel"})
 
 InterruptMode = Literal["signal", "message"]
 
@@ -126,11 +139,23 @@ class KernelSpec:
 
         A spec that lists them, and runs ``PYTHON -m MODULE ...``, is forked
         from a process that imported them (when the launch is given fork
-        servers) instead of being spawned and importing them each time.
+        servers) instead of being spawned and importing them each time. A spec
+        that runs ipykernel's launcher and says nothing (the ``python3``
+        kernelspec ipykernel installs) preloads ipykernel; ``"preload": []``
+        opts out. A Python that cannot import them is spawned, as before.
         """
         ours = self.metadata.get("kernelyard")
         names = ours.get("preload") if isinstance(ours, Mapping) else None
-        return tuple(names) if isinstance(names, list) else ()
+        if isinstance(names, list):
+            return tuple(names)  # ``[]`` opts out
+        if self._runs_ipykernel():
+            return IPYKERNEL_PRELOAD  # the python3 kernelspec ipykernel installs
+        return ()
+
+    def _runs_ipykernel(self) -> bool:
+        """Whether the argv is ipykernel's own, ``PYTHON -m ipykernel_launcher ...``."""
+        argv = self.argv
+        return len(argv) >= 3 and argv[1] == "-m" and argv[2] in IPYKERNEL_MODULES
 
     def resource_names(self) -> list[str]:
         """The resource files a frontend may fetch: ``kernel.js``, ``kernel.css``, ``logo-*``."""

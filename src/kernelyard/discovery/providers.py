@@ -20,7 +20,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from kernelyard.discovery.kernelspec import KernelSpec, load_kernelspec, normalize_kernel_name
+from kernelyard.discovery.kernelspec import (
+    IPYKERNEL_PRELOAD,
+    KernelSpec,
+    load_kernelspec,
+    normalize_kernel_name,
+)
 from kernelyard.discovery.ownkernel import KERNEL_NAME, kernelyard_spec
 from kernelyard.discovery.paths import kernel_dirs
 from kernelyard.errors import KernelSpecError, NoSuchKernelSpec
@@ -90,14 +95,6 @@ class KernelSpecProvider:
 
 #: What ipykernel imports before it answers (its debugger pulls in debugpy): a fork
 #: server imports it once, and each ``pyimport/ipykernel`` start takes ~130 ms, not ~400.
-IPYKERNEL_PRELOAD = (
-    "ipykernel.kernelapp",
-    "ipykernel.ipkernel",
-    "ipykernel.debugger",
-    "IPython.core.debugger",
-    "sqlite3",
-    "pydoc",
-)
 
 
 #: The first ipykernel that takes CurveZMQ keys (and says so in its own kernelspec).
