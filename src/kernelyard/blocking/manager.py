@@ -17,7 +17,7 @@ from kernelyard.discovery import KernelFinder
 from kernelyard.errors import KernelDied
 from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
 from kernelyard.manager.restarter import RestartCallback
-from kernelyard.provisioning import LaunchOptions, Provisioner
+from kernelyard.provisioning import AttachInfo, LaunchOptions, Provisioner
 from kernelyard.wire import ConnectionInfo
 
 __all__ = ["BlockingKernelManager", "BlockingMultiKernelManager"]
@@ -84,6 +84,10 @@ class BlockingKernelManager:
 
     def start(self) -> None:
         return call(self.async_manager.start)
+
+    def adopt(self, attach: AttachInfo) -> None:
+        """Take over a running kernel (see KernelManager.adopt)."""
+        return call(partial(self.async_manager.adopt, attach))
 
     def wait(self) -> int:
         return call(self.async_manager.wait)

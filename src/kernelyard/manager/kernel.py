@@ -41,6 +41,8 @@ from kernelyard.discovery import KernelFinder
 from kernelyard.errors import InvalidState, KernelDied, KernelyardError, LaunchError, ReplyTimeout
 from kernelyard.lifecycle import Change, KernelState, Lifecycle, Listener
 from kernelyard.provisioning import (
+    Adopting,
+    AttachInfo,
     LaunchOptions,
     LaunchSpec,
     ProvisionedKernel,
@@ -222,6 +224,28 @@ class KernelManager:
                 await self._launch(None)
             except BaseException as exc:
                 await self._give_up(f"failed to start: {exc}")
+                raise
+            self.lifecycle.apply(Change.READY)
+
+    async def adopt(self, attach: AttachInfo) -> None:
+        """Take over the running kernel ``attach`` names (launched with
+        ``LaunchOptions(persist=True)`` by a manager that is gone: a server that
+        restarted); return once it answers ``kernel_info``.
+
+        LaunchError when the provisioner cannot adopt, the process is gone, or it
+        does not answer within ``options.startup_timeout`` (then it is stopped).
+        """
+        async with self._lock:
+            self.lifecycle.apply(Change.START)
+            try:
+                spec = self.finder.get_spec(self.type_id).launch_spec()
+                process = await _adopting(self._provisioner_for(spec)).adopt(attach, spec)
+                self.connection_info, self.process = process.connection_info, process
+                self.death = None
+                process.on_exit(lambda: self._on_exit(process))
+                await self._await_answer(process)
+            except BaseException as exc:
+                await self._give_up(f"failed to adopt: {exc}")
                 raise
             self.lifecycle.apply(Change.READY)
 
@@ -410,6 +434,13 @@ class KernelManager:
 
     def __repr__(self) -> str:
         return f"<KernelManager {self.type_id} {self.kernel_id} {self.state.value}>"
+
+
+def _adopting(provisioner: Provisioner) -> Adopting:
+    """``provisioner`` as one that adopts; LaunchError when it cannot."""
+    if not isinstance(provisioner, Adopting):
+        raise LaunchError(f"provisioner {provisioner.name!r} cannot adopt a running kernel")
+    return provisioner
 
 
 def _exit_latency(process: ProvisionedKernel) -> float:

@@ -15,13 +15,19 @@ from kernelyard.provisioning.local import ForkServerProvisioner, SubprocessProvi
 from kernelyard.provisioning.options import LaunchOptions, StderrSink, forward_to_stderr
 from kernelyard.provisioning.ports import PortReservation
 from kernelyard.provisioning.process import KernelProcess
-from kernelyard.provisioning.provisioner import AttachInfo, ProvisionedKernel, Provisioner
+from kernelyard.provisioning.provisioner import (
+    Adopting,
+    AttachInfo,
+    ProvisionedKernel,
+    Provisioner,
+)
 from kernelyard.provisioning.runtime import OWNER_FIELD, sweep_stale_connection_files
 from kernelyard.provisioning.spec import LaunchSpec, format_argv, kernel_env
 
 __all__ = [
     "ENCRYPTION_MODES",
     "OWNER_FIELD",
+    "Adopting",
     "AttachInfo",
     "ForkServerProvisioner",
     "ForkServers",

@@ -70,14 +70,17 @@ def new_connection_info(
     kernel_name: str,
     registration_port: int | None = None,
     curve_keys: CurveKeys | None = None,
+    persist: bool = False,
 ) -> tuple[ConnectionInfo, PortReservation | None]:
     """Fresh connection info (random key; ``curve_keys`` encrypt it) and, for tcp, the
     reservation of its ports.
 
     With a ``registration_port`` (tcp only) the ports stay 0: the kernel picks
-    them and registers them (JEP 66), so nothing is reserved.
+    them and registers them (JEP 66), so nothing is reserved. A ``persist`` kernel's
+    file names no owner: it outlives us, so no sweep of ours may take it.
     """
-    owner: dict[str, int] = {OWNER_FIELD: os.getpid()}  # lets a later sweep tell a stale file
+    # The owner lets a later sweep tell a stale file.
+    owner: dict[str, int] = {} if persist else {OWNER_FIELD: os.getpid()}
     if registration_port is not None and transport == "tcp":
         owner[REGISTRATION_FIELD] = registration_port
     registers = REGISTRATION_FIELD in owner
@@ -164,7 +167,8 @@ async def launch(
             launch_params=options.launch_params,
         )
         events = ProcessEvents(options.stderr)
-        env = kernel_env(options.environment(), spec.env, parent_pid=os.getpid())
+        parent = None if options.persist else os.getpid()
+        env = kernel_env(options.environment(), spec.env, parent_pid=parent)
         handle = await start_process(spec, argv, env, options.cwd, events)
     except BaseException:
         if reservation is not None:
@@ -212,6 +216,7 @@ def _connection(
         kernel_name=spec.kernel_name,
         registration_port=registration.port if registration is not None else None,
         curve_keys=curve_keys,
+        persist=options.persist,
     )
     return info, reservation, registration
 

@@ -17,10 +17,12 @@ import uuid
 from pathlib import Path
 
 from kernelyard.errors import LaunchError
+from kernelyard.provisioning.adopted import AdoptedProcess, adopt_local
 from kernelyard.provisioning.forkserver import ForkServers
 from kernelyard.provisioning.launch import ProcessStarter, launch
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.process import KernelProcess, ProcessEvents, ProcessHandle
+from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
@@ -85,6 +87,12 @@ class SubprocessProvisioner:
     def _starter(self, options: LaunchOptions) -> ProcessStarter:
         return spawn
 
+    async def adopt(self, attach: AttachInfo, spec: LaunchSpec) -> AdoptedProcess:
+        """The running kernel ``attach`` names (one launched with ``persist``), taken
+        over; LaunchError when its process is gone.
+        """
+        return adopt_local(attach, spec, provisioner=self.name)
+
 
 class ForkServerProvisioner(SubprocessProvisioner):
     """Forks kernels that preload from ``forks`` (which the caller owns and closes), when
@@ -96,7 +104,7 @@ class ForkServerProvisioner(SubprocessProvisioner):
         self.forks = forks
 
     def _starter(self, options: LaunchOptions) -> ProcessStarter:
-        return self._fork_or_spawn if options.fork else spawn
+        return self._fork_or_spawn if options.fork and not options.persist else spawn
 
     async def _fork_or_spawn(
         self,

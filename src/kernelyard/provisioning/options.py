@@ -63,6 +63,10 @@ class LaunchOptions:
     #: Told what a slow start waits for ("queued in Slurm: Priority"); a provisioner
     #: whose start may wait (a cluster's) calls it as the wait changes.
     progress: Callable[[str], None] | None = None
+    #: The kernel outlives this process (to be adopted again from its AttachInfo): no
+    #: ``JPY_PARENT_PID``, its connection file not swept with us, and it is spawned,
+    #: never forked (a fork server's kernels go with it).
+    persist: bool = False
 
     def __post_init__(self) -> None:
         mode = encryption_mode(self.transport_encryption)  # "Required" means "required"

@@ -34,7 +34,7 @@ from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle"]
+__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle", "process_start_time"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,20 @@ class ProcessEvents(asyncio.SubprocessProtocol):
                 log.exception("kernel exit callback failed")
 
 
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, ``/proc/PID/stat`` field 22); None
+    when there is no such process, or only its zombie.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return None  # dead, not yet reaped by its parent: gone all the same
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class KernelProcess:
     """A running (or finished) kernel process started by a local provisioner."""
 
@@ -115,8 +129,16 @@ class KernelProcess:
         return self.launch_spec.interrupt_mode
 
     def attach_info(self, kernel_id: str) -> AttachInfo:
-        """Its ports, and its pid and connection file (JSON data; see :class:`AttachInfo`)."""
-        location = {"pid": self.pid, "connection_file": str(self.connection_file)}
+        """Its ports, and its pid, the pid's start time and its connection file (JSON
+        data; see :class:`AttachInfo`): what adopting it again checks it by.
+        """
+        location: dict[str, object] = {
+            "pid": self.pid,
+            "connection_file": str(self.connection_file),
+        }
+        started = process_start_time(self.pid)
+        if started is not None:
+            location["start_time"] = started
         return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)
 
     @property

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kernelyard.errors import ConnectionInfoError
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["AttachInfo", "ProvisionedKernel", "Provisioner"]
+__all__ = ["Adopting", "AttachInfo", "ProvisionedKernel", "Provisioner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,4 +154,17 @@ class Provisioner(Protocol):
         kernel cannot be started, or (a JEP 66 kernel) exits or stays silent for
         ``options.startup_timeout`` before registering its ports.
         """
+        ...
+
+
+@runtime_checkable
+class Adopting(Protocol):
+    """A provisioner that can take over a running kernel from its AttachInfo (one it
+    started with ``LaunchOptions.persist``, for a manager that is gone).
+    """
+
+    name: str
+
+    async def adopt(self, attach: AttachInfo, spec: LaunchSpec) -> ProvisionedKernel:
+        """The kernel's handle; LaunchError when its process is gone."""
         ...

@@ -69,13 +69,18 @@ def format_argv(
 
 
 def kernel_env(
-    base: Mapping[str, str], spec_env: Mapping[str, str], *, parent_pid: int
+    base: Mapping[str, str], spec_env: Mapping[str, str], *, parent_pid: int | None
 ) -> dict[str, str]:
     """The kernel's environment: ``base``, then the spec's env with ``${VAR}`` from ``base``.
 
-    ``JPY_PARENT_PID`` tells the kernel whose death should end it.
+    ``JPY_PARENT_PID`` tells the kernel whose death should end it; ``parent_pid``
+    None (a kernel that is to outlive its manager) sets none, and drops one the
+    manager inherited.
     """
     env = dict(base)
     env.update({k: string.Template(v).safe_substitute(base) for k, v in spec_env.items()})
-    env["JPY_PARENT_PID"] = str(parent_pid)
+    if parent_pid is None:
+        env.pop("JPY_PARENT_PID", None)
+    else:
+        env["JPY_PARENT_PID"] = str(parent_pid)
     return env

@@ -1,0 +1,163 @@
+"""Kernels that outlive their manager, and a new manager that adopts them.
+
+A manager process starts kernels with ``LaunchOptions(persist=True)``, runs a
+cell in each, prints their AttachInfo and is killed with SIGKILL (a server that
+crashed). The kernels live on; a manager here adopts them from that data: the
+same namespace, interrupts and a shutdown that ends the process. Real kernels:
+ours and ipykernel. What cannot be adopted (a process gone, a pid reused) is a
+LaunchError, and a non-persistent kernel still dies with its manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kernelyard.discovery import KernelFinder, KernelSpecProvider
+from kernelyard.errors import LaunchError
+from kernelyard.manager import KernelManager
+from kernelyard.provisioning import AttachInfo, LaunchOptions
+
+from ..helpers import make_spec_dir, running
+from .conftest import IPYKERNEL, KERNELYARD
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(120)]
+
+QUIET = LaunchOptions(stderr=None, startup_timeout=60)
+
+#: A manager that starts one kernel per type named on its command line, sets x in
+#: each, prints their attach info as one JSON line, and then waits to be killed.
+MANAGER = textwrap.dedent(
+    """
+    import json, sys, anyio
+    from pathlib import Path
+    from kernelyard.discovery import KernelFinder, KernelSpecProvider
+    from kernelyard.manager import KernelManager
+    from kernelyard.provisioning import LaunchOptions
+
+    async def main():
+        kernels, persist = sys.argv[1], sys.argv[2] == "persist"
+        finder = KernelFinder([KernelSpecProvider([Path(kernels)])], runtime_dir=Path(sys.argv[3]))
+        options = LaunchOptions(stderr=None, persist=persist, startup_timeout=60)
+        found = {}
+        for name in sys.argv[4:]:
+            manager = KernelManager(name, finder=finder, options=options)
+            await manager.start()
+            async with manager.client() as client:
+                await client.execute("x = 41", timeout=30)
+            found[name] = manager.process.attach_info(manager.kernel_id).to_dict()
+        print("ATTACH", json.dumps(found), flush=True)
+        await anyio.sleep(3600)
+
+    anyio.run(main)
+    """
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def finder(tmp_path: Path) -> KernelFinder:
+    kernels = tmp_path / "kernels"
+    env = {"IPYTHONDIR": str(tmp_path / "ipython")}
+    make_spec_dir(kernels, "ours", argv=KERNELYARD, env=env, interrupt_mode="message")
+    make_spec_dir(kernels, "ipykernel", argv=IPYKERNEL, env=env)
+    return KernelFinder([KernelSpecProvider([kernels])], runtime_dir=tmp_path / "runtime")
+
+
+def _crashed_manager(tmp_path: Path, persist: bool, *names: str) -> dict[str, AttachInfo]:
+    """Run MANAGER, read what it printed, SIGKILL it; the kernels' attach info."""
+    argv = [sys.executable, "-c", MANAGER, str(tmp_path / "kernels"),
+            "persist" if persist else "plain", str(tmp_path / "runtime"), *names]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as manager:
+        assert manager.stdout is not None
+        line = ""
+        for line in manager.stdout:  # the kernels write here too
+            if line.startswith("ATTACH "):
+                break
+        manager.send_signal(signal.SIGKILL)
+        manager.wait(timeout=10)
+    assert line.startswith("ATTACH "), "the manager printed no attach info"
+    found = json.loads(line.removeprefix("ATTACH "))
+    return {name: AttachInfo.from_dict(data) for name, data in found.items()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_kernels_outlive_a_killed_manager_and_are_adopted(
+    tmp_path: Path, finder: KernelFinder
+) -> None:
+    attached = _crashed_manager(tmp_path, True, "ours", "ipykernel")
+    await anyio.sleep(3)  # longer than a kernel takes to notice a dead JPY_PARENT_PID
+    for name, attach in attached.items():
+        pid = attach.location["pid"]
+        assert _alive(pid), f"{name} died with its manager"
+        manager = KernelManager(name, finder=finder, options=QUIET, kernel_id=attach.kernel_id)
+        await manager.adopt(attach)
+        async with manager.client() as client:
+            reply = await client.execute("print(x + 1)", timeout=30)
+            assert reply.content["status"] == "ok"
+            cell = "import time; print('started', flush=True); time.sleep(30)"
+            async with running(client, cell) as (_, replies):
+                await manager.interrupt()
+            assert replies[0].content["ename"] == "KeyboardInterrupt"
+            namespace = await client.execute("y = x", timeout=30)
+            assert namespace.content["status"] == "ok"  # x survived: the same kernel
+        connection_file = Path(attach.location["connection_file"])
+        assert connection_file.exists()  # the crashed manager's sweep did not take it
+        await manager.shutdown()
+        with anyio.fail_after(10):
+            while _alive(pid):
+                await anyio.sleep(0.05)
+        assert not connection_file.exists()
+
+
+async def test_what_cannot_be_adopted_is_a_launch_error(
+    tmp_path: Path, finder: KernelFinder
+) -> None:
+    attach = _crashed_manager(tmp_path, True, "ours")["ours"]
+    os.kill(attach.location["pid"], signal.SIGKILL)
+    with anyio.fail_after(10):
+        while _alive(attach.location["pid"]):
+            await anyio.sleep(0.05)
+    manager = KernelManager("ours", finder=finder, options=QUIET, kernel_id=attach.kernel_id)
+    with pytest.raises(LaunchError, match=r"its process \d+ is gone"):
+        await manager.adopt(attach)
+    reused = AttachInfo.from_dict(
+        {**attach.to_dict(), "location": {**attach.location, "pid": os.getpid()}}
+    )  # a live pid, but not the kernel's: its start time differs
+    with pytest.raises(LaunchError, match="is another's now"):
+        await KernelManager("ours", finder=finder, options=QUIET).adopt(reused)
+    bare = AttachInfo.from_dict({**attach.to_dict(), "location": {}})
+    with pytest.raises(LaunchError, match="no pid and start time"):
+        await KernelManager("ours", finder=finder, options=QUIET).adopt(bare)
+
+
+async def test_a_kernel_not_launched_to_persist_dies_with_its_manager(
+    tmp_path: Path, finder: KernelFinder
+) -> None:
+    attach = _crashed_manager(tmp_path, False, "ours")["ours"]
+    pid = attach.location["pid"]
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
+    assert not _alive(pid), "a plain kernel outlived its manager"
