@@ -23,8 +23,8 @@ import anyio
 import pytest
 
 from kernelyard.discovery import KernelFinder, KernelSpecProvider
-from kernelyard.errors import LaunchError
-from kernelyard.manager import KernelManager
+from kernelyard.errors import InvalidState, LaunchError
+from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
 from kernelyard.provisioning import AttachInfo, LaunchOptions
 
 from ..helpers import make_spec_dir, running
@@ -161,3 +161,30 @@ async def test_a_kernel_not_launched_to_persist_dies_with_its_manager(
     while _alive(pid) and time.monotonic() < deadline:
         await anyio.sleep(0.1)
     assert not _alive(pid), "a plain kernel outlived its manager"
+
+
+async def test_an_adopted_kernel_is_supervised_like_any_other(
+    tmp_path: Path, finder: KernelFinder
+) -> None:
+    attach = _crashed_manager(tmp_path, True, "ours")["ours"]
+    async with MultiKernelManager(finder=finder, options=QUIET) as kernels:
+        kernel_id = await kernels.adopt_kernel("ours", attach)
+        assert kernel_id == attach.kernel_id
+        with pytest.raises(InvalidState, match="already in use"):
+            await kernels.adopt_kernel("ours", attach)
+        manager = kernels.get_kernel(kernel_id)
+        os.kill(attach.location["pid"], signal.SIGKILL)  # it dies: the restarter revives it
+        with anyio.fail_after(60):
+            while (
+                manager.process is None
+                or getattr(manager.process, "pid", None) == attach.location["pid"]
+                or manager.state is not KernelState.RUNNING
+            ):
+                await anyio.sleep(0.05)
+        async with manager.client() as client:
+            reply = await client.execute("'x' in dir()", timeout=30)
+        assert reply.content["status"] == "ok"  # a fresh kernel, with the same id and key
+        assert manager.connection_info is not None
+        assert manager.connection_info.key == attach.connection_info.key
+        await kernels.shutdown_kernel(kernel_id)
+    assert kernel_id not in kernels

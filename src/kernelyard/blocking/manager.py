@@ -243,6 +243,10 @@ class BlockingMultiKernelManager:
             )
         )
 
+    def adopt_kernel(self, type_id: str, attach: AttachInfo) -> str:
+        """Take over a running kernel (see MultiKernelManager.adopt_kernel)."""
+        return call(partial(self.async_manager.adopt_kernel, type_id, attach))
+
     def warm_up(self, type_id: str | None = None, *, wait: bool = False) -> bool:
         """Start the fork server of ``type_id`` now (see MultiKernelManager.warm_up)."""
         return call(partial(self.async_manager.warm_up, type_id, wait=wait))

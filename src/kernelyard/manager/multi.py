@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from types import TracebackType
 from typing import Self
 
@@ -37,6 +38,7 @@ from kernelyard.manager.channels import ManagedChannels
 from kernelyard.manager.kernel import KernelManager
 from kernelyard.manager.restarter import KernelRestarter, RestartCallback
 from kernelyard.provisioning import (
+    AttachInfo,
     ForkServerProvisioner,
     ForkServers,
     LaunchOptions,
@@ -175,9 +177,37 @@ class MultiKernelManager:
             options=options,
             provisioner=self._provisioner,
         )
+        return await self._hold(manager, manager.start)
+
+    async def adopt_kernel(self, type_id: str, attach: AttachInfo) -> str:
+        """Take over the running kernel ``attach`` names (launched with ``persist`` by a
+        manager that is gone), under its own id, supervised from then on as if started
+        here; returns the id. InvalidState if the id is in use; LaunchError if it
+        cannot be adopted (see KernelManager.adopt).
+        """
+        if self._tasks is None:
+            raise InvalidState("use 'async with MultiKernelManager()' before adopting kernels")
+        kernel_id = attach.kernel_id
+        if kernel_id in self._kernels:
+            raise InvalidState(f"kernel id {kernel_id!r} is already in use")
+        manager = KernelManager(
+            type_id,
+            finder=self.finder,
+            kernel_id=kernel_id,
+            options=self.options,
+            provisioner=self._provisioner,
+        )
+        return await self._hold(manager, partial(manager.adopt, attach))
+
+    async def _hold(self, manager: KernelManager, begin: Callable[[], Awaitable[None]]) -> str:
+        """Claim the kernel's id, ``begin`` (start or adopt), then supervise it; the id
+        is given back if ``begin`` fails.
+        """
+        assert self._tasks is not None
+        kernel_id = manager.kernel_id
         self._kernels[kernel_id] = manager  # claimed before the await: no duplicate ids
         try:
-            await manager.start()
+            await begin()
         except BaseException:
             self._kernels.pop(kernel_id, None)
             raise
