@@ -24,10 +24,11 @@ The tree::
     ├── RequestRejected               the server refuses a client's HTTP request (status)
     ├── DebuggerError                 the kernel's debugger cannot do what was asked
     ├── GatewaySettingError           a gateway setting that cannot be used (ValueError)
-    └── GatewayError                  the remote gateway could not be used
-        ├── GatewayUnreachable        no connection to it
-        ├── GatewayTimeout            no answer in time (TimeoutError)
-        └── GatewayHTTPError          it answered with an HTTP error status
+    ├── GatewayError                  the remote gateway could not be used
+    │   ├── GatewayUnreachable        no connection to it
+    │   ├── GatewayTimeout            no answer in time (TimeoutError)
+    │   └── GatewayHTTPError          it answered with an HTTP error status
+    └── StoreError                    the state store cannot be opened, read or written
 
 Rules: every class lives here; built-in bases are mixed in where the meaning
 matches, so ``except TimeoutError`` keeps working; foreign errors (ZMQError,

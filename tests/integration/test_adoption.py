@@ -142,14 +142,22 @@ async def test_what_cannot_be_adopted_is_a_launch_error(
     manager = KernelManager("ours", finder=finder, options=QUIET, kernel_id=attach.kernel_id)
     with pytest.raises(LaunchError, match=r"its process \d+ is gone"):
         await manager.adopt(attach)
-    reused = AttachInfo.from_dict(
-        {**attach.to_dict(), "location": {**attach.location, "pid": os.getpid()}}
-    )  # a live pid, but not the kernel's: its start time differs
+    same = {"finder": finder, "options": QUIET, "kernel_id": attach.kernel_id}
+
+    def changed(**location: object) -> AttachInfo:
+        return AttachInfo.from_dict(
+            {**attach.to_dict(), "location": {**attach.location, **location}}
+        )
+
+    # A live pid, but not the kernel's: its start time differs.
     with pytest.raises(LaunchError, match="is another's now"):
-        await KernelManager("ours", finder=finder, options=QUIET).adopt(reused)
-    bare = AttachInfo.from_dict({**attach.to_dict(), "location": {}})
+        await KernelManager("ours", **same).adopt(changed(pid=os.getpid()))
+    with pytest.raises(LaunchError, match="was not launched to persist"):
+        await KernelManager("ours", **same).adopt(changed(persist=False))
     with pytest.raises(LaunchError, match="no pid and start time"):
-        await KernelManager("ours", finder=finder, options=QUIET).adopt(bare)
+        await KernelManager("ours", **same).adopt(changed(pid=None))
+    with pytest.raises(LaunchError, match="given to manager of"):
+        await KernelManager("ours", finder=finder, options=QUIET).adopt(attach)
 
 
 async def test_a_kernel_not_launched_to_persist_dies_with_its_manager(

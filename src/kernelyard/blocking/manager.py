@@ -243,9 +243,16 @@ class BlockingMultiKernelManager:
             )
         )
 
-    def adopt_kernel(self, type_id: str, attach: AttachInfo) -> str:
+    def adopt_kernel(
+        self,
+        type_id: str,
+        attach: AttachInfo,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Take over a running kernel (see MultiKernelManager.adopt_kernel)."""
-        return call(partial(self.async_manager.adopt_kernel, type_id, attach))
+        return call(partial(self.async_manager.adopt_kernel, type_id, attach, cwd=cwd, env=env))
 
     def warm_up(self, type_id: str | None = None, *, wait: bool = False) -> bool:
         """Start the fork server of ``type_id`` now (see MultiKernelManager.warm_up)."""

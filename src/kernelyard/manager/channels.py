@@ -117,8 +117,8 @@ class ManagedChannels:
         except BaseException:
             # No socket left open, and the task group left in this task: a socket that
             # cannot be made (too many open files) must not corrupt the caller's scopes.
-            with anyio.CancelScope(shield=True):
-                await self.__aexit__(None, None, None)
+            # (Not under a shield: the task group must be exited from its own scope.)
+            await self.__aexit__(None, None, None)
             raise
         return self
 

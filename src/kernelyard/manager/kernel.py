@@ -232,21 +232,41 @@ class KernelManager:
         ``LaunchOptions(persist=True)`` by a manager that is gone: a server that
         restarted); return once it answers ``kernel_info``.
 
-        LaunchError when the provisioner cannot adopt, the process is gone, or it
-        does not answer within ``options.startup_timeout`` (then it is stopped).
+        LaunchError when the provisioner cannot adopt, ``attach`` is another
+        kernel's, the process is gone, or it does not answer ``kernel_info`` on
+        control (a busy kernel still does) within ``options.startup_timeout``. A
+        kernel that failed to be adopted is left as it was: running, its
+        connection file in place, for a later try.
         """
+        if attach.kernel_id != self.kernel_id:
+            raise LaunchError(
+                f"attach info of kernel {attach.kernel_id} given to manager of {self.kernel_id}"
+            )
         async with self._lock:
             self.lifecycle.apply(Change.START)
+            process: ProvisionedKernel | None = None
             try:
                 spec = self.finder.get_spec(self.type_id).launch_spec()
                 process = await _adopting(self._provisioner_for(spec)).adopt(attach, spec)
-                self.connection_info, self.process = process.connection_info, process
-                self.death = None
-                process.on_exit(lambda: self._on_exit(process))
-                await self._await_answer(process)
+                self._check_encrypted(process)
+                async with self._short_client(process) as client:
+                    await client.kernel_info(
+                        channel=Channel.CONTROL, timeout=self.options.startup_timeout
+                    )
             except BaseException as exc:
-                await self._give_up(f"failed to adopt: {exc}")
+                with anyio.CancelScope(shield=True):
+                    if process is not None:
+                        process.cleanup(remove_connection_file=False)  # it is not ours yet
+                    self.lifecycle.apply(Change.SHUTDOWN, f"not adopted: {exc}")
+                    self.lifecycle.apply(Change.STOPPED, f"not adopted: {exc}")
+                if isinstance(exc, KernelyardError | TimeoutError) and not isinstance(
+                    exc, LaunchError
+                ):
+                    raise LaunchError(f"kernel {self.kernel_id} cannot be adopted: {exc}") from exc
                 raise
+            self.connection_info, self.process = process.connection_info, process
+            self.death = None
+            process.on_exit(lambda: self._on_exit(process))
             self.lifecycle.apply(Change.READY)
 
     def _provisioner_for(self, spec: LaunchSpec) -> Provisioner:

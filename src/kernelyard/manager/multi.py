@@ -179,22 +179,36 @@ class MultiKernelManager:
         )
         return await self._hold(manager, manager.start)
 
-    async def adopt_kernel(self, type_id: str, attach: AttachInfo) -> str:
+    async def adopt_kernel(
+        self,
+        type_id: str,
+        attach: AttachInfo,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Take over the running kernel ``attach`` names (launched with ``persist`` by a
         manager that is gone), under its own id, supervised from then on as if started
-        here; returns the id. InvalidState if the id is in use; LaunchError if it
-        cannot be adopted (see KernelManager.adopt).
+        here; returns the id. Its restarts launch with ``persist`` again, in ``cwd``
+        with ``env`` (what its first start was given). InvalidState if the id is in
+        use; LaunchError if it cannot be adopted (see KernelManager.adopt).
         """
         if self._tasks is None:
             raise InvalidState("use 'async with MultiKernelManager()' before adopting kernels")
         kernel_id = attach.kernel_id
         if kernel_id in self._kernels:
             raise InvalidState(f"kernel id {kernel_id!r} is already in use")
+        options = replace(
+            self.options,
+            cwd=cwd if cwd is not None else self.options.cwd,
+            extra_env={**self.options.extra_env, **(env or {})},
+            persist=True,
+        )
         manager = KernelManager(
             type_id,
             finder=self.finder,
             kernel_id=kernel_id,
-            options=self.options,
+            options=options,
             provisioner=self._provisioner,
         )
         return await self._hold(manager, partial(manager.adopt, attach))
@@ -232,7 +246,7 @@ class MultiKernelManager:
         that does not preload, or without a fork server. An unknown type raises
         NoSuchKernelSpec.
         """
-        if self._forks is None:
+        if self._forks is None or self.options.persist:  # persistent kernels are spawned
             return False
         type_id = type_id or self.default_type_id or self.finder.default_type_id()
         if type_id is None:

@@ -1,7 +1,7 @@
 """AdoptedProcess: a local kernel taken over from its AttachInfo, not our child.
 
 A kernel launched with ``LaunchOptions.persist`` outlives the process that
-started it (a server restarted, or killed). Its AttachInfo names its pid and
+started it when that process is killed or crashes. Its AttachInfo names its pid and
 the pid's start time (from ``/proc``, so that a pid the system gave to
 another process since is not taken for the kernel). The new manager cannot
 reap it (its parent is init now), so it learns of its end from a pidfd
@@ -45,10 +45,25 @@ def adopt_local(attach: AttachInfo, spec: LaunchSpec, *, provisioner: str) -> Ad
         raise LaunchError(
             f"kernel {attach.kernel_id}: its attach info has no pid and start time to adopt by"
         )
+    if attach.provisioner != provisioner:
+        raise LaunchError(
+            f"kernel {attach.kernel_id} was started by provisioner {attach.provisioner!r}, "
+            f"not {provisioner!r}"
+        )
+    if not attach.location.get("persist"):
+        raise LaunchError(
+            f"kernel {attach.kernel_id} was not launched to persist: it ends with its manager"
+        )
     if process_start_time(pid) != started:
         raise LaunchError(
             f"kernel {attach.kernel_id}: its process {pid} is gone (or the pid is another's now)"
         )
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        leads = False
+    if not leads:  # its group is what signals go to: not a kernel we started
+        raise LaunchError(f"kernel {attach.kernel_id}: process {pid} leads no process group")
     file = attach.location.get("connection_file")
     return AdoptedProcess(
         pid=pid,
@@ -83,13 +98,15 @@ class AdoptedProcess:
         self._exit = ExitNotice()
         self._pidfd: int | None = None
         self._poller: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         try:
             self._pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # no pidfd here: look from time to time
             self._poller = loop.create_task(self._poll())
         else:
             loop.add_reader(self._pidfd, self._gone)
+            if process_start_time(pid) != start_time:  # reused before the pidfd held it
+                self._gone()
 
     # -- state --------------------------------------------------------------------
 
@@ -115,11 +132,18 @@ class AdoptedProcess:
         return self._exit.on_exit(callback)
 
     def _gone(self) -> None:
+        code = UNKNOWN_EXIT_CODE
         if self._pidfd is not None:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
+            with contextlib.suppress(ChildProcessError, OSError):  # ours to reap, if a child
+                reaped = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+                if reaped is not None:
+                    code = (
+                        reaped.si_status if reaped.si_code == os.CLD_EXITED else -reaped.si_status
+                    )
+            self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        self._exit.ended(UNKNOWN_EXIT_CODE)
+        self._exit.ended(code)
 
     async def _poll(self) -> None:
         while process_start_time(self.pid) == self.start_time:
@@ -136,8 +160,13 @@ class AdoptedProcess:
         """``signum`` to its process group (it leads its own session)."""
         if self.returncode is not None or process_start_time(self.pid) != self.start_time:
             return
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass  # gone between the check and the signal
+        except PermissionError:  # the group is out of reach: the kernel at least
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signum)
 
     def interrupt(self) -> None:
         self.send_signal(signal.SIGINT)
@@ -157,14 +186,20 @@ class AdoptedProcess:
             self._poller.cancel()
         if self._pidfd is not None:
             with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                asyncio.get_running_loop().remove_reader(self._pidfd)
+                self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        if remove_connection_file and self.connection_file is not None:
-            self.connection_file.unlink(missing_ok=True)
+        if remove_connection_file:
+            for path in [self.connection_file, *map(Path, self.connection_info.ipc_paths())]:
+                if path is not None:
+                    path.unlink(missing_ok=True)
 
     def attach_info(self, kernel_id: str) -> AttachInfo:
-        location: dict[str, object] = {"pid": self.pid, "start_time": self.start_time}
+        location: dict[str, object] = {
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "persist": True,
+        }
         if self.connection_file is not None:
             location["connection_file"] = str(self.connection_file)
         return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)

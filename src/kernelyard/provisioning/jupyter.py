@@ -103,7 +103,14 @@ class JupyterProvisioner:
         options: LaunchOptions,
         connection_info: ConnectionInfo | None = None,
     ) -> JupyterKernel:
-        """Launch through the provisioner (see the module); LaunchError when it fails."""
+        """Launch through the provisioner (see the module); LaunchError when it fails,
+        or for ``options.persist``, which it cannot honour.
+        """
+        if options.persist:
+            raise LaunchError(
+                f"jupyter_client provisioner {self.provisioner_name!r} cannot launch kernels "
+                "that outlive their manager (LaunchOptions.persist)"
+            )
         from jupyter_client.kernelspec import KernelSpec as JupyterSpec
         from jupyter_client.manager import AsyncKernelManager
 

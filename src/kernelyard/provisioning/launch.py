@@ -188,6 +188,7 @@ async def launch(
         reservation=reservation,
         provisioner=provisioner,
         forked=isinstance(handle, ForkedProcess),
+        persist=options.persist,
     )
     if registration is not None:
         await _complete_handshake(process, registration, timeout=options.startup_timeout)

@@ -63,9 +63,11 @@ class LaunchOptions:
     #: Told what a slow start waits for ("queued in Slurm: Priority"); a provisioner
     #: whose start may wait (a cluster's) calls it as the wait changes.
     progress: Callable[[str], None] | None = None
-    #: The kernel outlives this process (to be adopted again from its AttachInfo): no
-    #: ``JPY_PARENT_PID``, its connection file not swept with us, and it is spawned,
-    #: never forked (a fork server's kernels go with it).
+    #: The kernel outlives this process when it is killed or crashes (to be adopted
+    #: again from its AttachInfo): no ``JPY_PARENT_PID``, its connection file not swept
+    #: with us, spawned, never forked (a fork server's kernels go with it). Local
+    #: provisioners only (others refuse it). A graceful stop still ends it: asyncio
+    #: kills the child processes whose transports it closes.
     persist: bool = False
 
     def __post_init__(self) -> None:

@@ -111,10 +111,13 @@ class KernelProcess:
         reservation: PortReservation | None,
         provisioner: str = "local",
         forked: bool = False,
+        persist: bool = False,
     ) -> None:
         self._transport = transport
         #: True when a fork server forked the kernel (it is then the server's child, not ours).
         self.forked = forked
+        #: Launched with ``LaunchOptions.persist``: it outlives a killed manager.
+        self.persist = persist
         self._protocol = protocol
         self.pid: int = transport.get_pid()
         self.argv = argv
@@ -139,6 +142,8 @@ class KernelProcess:
         started = process_start_time(self.pid)
         if started is not None:
             location["start_time"] = started
+        if self.persist:
+            location["persist"] = True  # launched to outlive its manager: adoptable
         return AttachInfo(self._provisioner, kernel_id, self.connection_info, location)
 
     @property

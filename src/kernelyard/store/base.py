@@ -1,10 +1,10 @@
 """StateStore: where the server keeps its kernels' records, and MemoryStore beside it.
 
-One small interface: ``put`` (insert or replace, atomically, durable once it
-returns), ``delete`` (idempotent), ``get``, ``records`` and ``aclose``. The
-SQLite store (:mod:`.sqlite`) is the embedded default; :class:`MemoryStore`
-keeps records in a dict, through the same two JSON halves a real store
-writes, for fast tests of what sits on a store.
+One small interface: ``put`` (insert or replace, atomically; once it returns
+it survives the server being killed), ``delete`` (idempotent), ``get``,
+``records`` and ``aclose``. The SQLite store (:mod:`.sqlite`) is the embedded
+default; :class:`MemoryStore` keeps records in a dict, through the same two
+JSON halves a real store writes, for fast tests of what sits on a store.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ class StateStore(Protocol):
 
     async def put(self, record: KernelRecord) -> None:
         """Insert or replace ``record``, atomically: once this returns it survives the
-        server being killed at any moment. StoreError if it cannot be written.
+        server being killed at any moment (a store may say what a power loss can
+        take). StoreError if it cannot be written.
         """
         ...
 

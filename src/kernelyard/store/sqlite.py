@@ -8,7 +8,8 @@ their own column, in that file only.
 Every write is one statement in autocommit mode, so one transaction: a
 record is there whole or not at all. The journal is a write-ahead log with
 ``synchronous=NORMAL``: a committed write survives the process being killed
-at any moment (only a crash of the machine itself may lose the last ones),
+at any moment (a power loss or a crash of the machine may lose the last
+ones),
 and readers never see half a write. At open, ``quick_check`` refuses a
 damaged file with a StoreError, as anything that is not our database is.
 
@@ -58,8 +59,9 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, directory: str | os.PathLike[str]) -> Self:
-        """The store in ``directory`` (made 0700 if missing); StoreError when it cannot
-        be used (not a directory, not writable, a file that is not our database).
+        """The store in ``directory`` (made 0700 if missing, made 0700 if others may
+        read it); StoreError when it cannot be used (not a directory, not writable, a
+        file that is not our database).
         """
         folder = Path(directory)
         path, connection = await anyio.to_thread.run_sync(_connect, folder)
@@ -99,8 +101,8 @@ class SqliteStore:
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            async with self._one_at_a_time:
-                await anyio.to_thread.run_sync(connection.close)
+            with anyio.CancelScope(shield=True):  # never left open half-way
+                await anyio.to_thread.run_sync(connection.close, limiter=self._one_at_a_time)
 
     # -- inside ------------------------------------------------------------------------
 
@@ -127,7 +129,9 @@ def _connect(folder: Path) -> tuple[Path, sqlite3.Connection]:
         path = folder / FILE_NAME
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # 0600 whatever the umask
         os.close(descriptor)
-        path.chmod(0o600)
+        for file in (path, *(folder / f"{FILE_NAME}-{end}" for end in ("wal", "shm"))):
+            if file.exists():
+                file.chmod(0o600)
     except OSError as exc:
         raise StoreError(f"the state directory {folder} cannot be used: {exc}") from exc
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

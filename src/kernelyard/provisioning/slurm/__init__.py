@@ -93,7 +93,14 @@ class SlurmProvisioner:
         options: LaunchOptions,
         connection_info: ConnectionInfo | None = None,
     ) -> SlurmKernel:
-        """Submit the kernel's job and return once it reported its ports (see the module)."""
+        """Submit the kernel's job and return once it reported its ports (see the module).
+        LaunchError for ``options.persist``: its supervisor ends the job with its link.
+        """
+        if options.persist:
+            raise LaunchError(
+                "kernelyard-slurm cannot launch kernels that outlive their manager yet "
+                "(LaunchOptions.persist: the node's supervisor ends the job with its link)"
+            )
         info = connection_info
         if info is None:
             mode = self._encryption(options)
