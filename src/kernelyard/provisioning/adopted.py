@@ -23,7 +23,7 @@ from pathlib import Path
 from kernelyard.errors import LaunchError
 from kernelyard.provisioning.exits import ExitNotice
 from kernelyard.provisioning.forked import UNKNOWN_EXIT_CODE
-from kernelyard.provisioning.process import process_start_time
+from kernelyard.provisioning.process import process_start_time, signal_group
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
@@ -160,13 +160,7 @@ class AdoptedProcess:
         """``signum`` to its process group (it leads its own session)."""
         if self.returncode is not None or process_start_time(self.pid) != self.start_time:
             return
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass  # gone between the check and the signal
-        except PermissionError:  # the group is out of reach: the kernel at least
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signum)
+        signal_group(self.pid, signum)
 
     def interrupt(self) -> None:
         self.send_signal(signal.SIGINT)

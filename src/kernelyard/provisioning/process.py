@@ -34,7 +34,13 @@ from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec
 from kernelyard.wire.connection import ConnectionInfo
 
-__all__ = ["KernelProcess", "ProcessEvents", "ProcessHandle", "process_start_time"]
+__all__ = [
+    "KernelProcess",
+    "ProcessEvents",
+    "ProcessHandle",
+    "process_start_time",
+    "signal_group",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,19 @@ def process_start_time(pid: int) -> int | None:
         return int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def signal_group(leader: int, signum: int) -> None:
+    """``signum`` to the process group ``leader`` leads (a kernel and its children);
+    to the leader alone if the group is out of reach; nothing if it is gone.
+    """
+    try:
+        os.killpg(leader, signum)
+    except ProcessLookupError:
+        pass  # gone between the caller's check and the signal
+    except PermissionError:  # the group is out of reach (should not happen): the leader
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(leader, signum)
 
 
 class KernelProcess:
@@ -187,12 +206,7 @@ class KernelProcess:
         """Send ``signum`` to the kernel's process group; a no-op once it is gone."""
         if self.returncode is not None:
             return
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass  # exited between the check and the signal
-        except PermissionError:  # group unreachable (should not happen): the leader at least
-            os.kill(self.pid, signum)
+        signal_group(self.pid, signum)
 
     def interrupt(self) -> None:
         """SIGINT to the process group (the kernelspec's ``signal`` interrupt mode)."""
