@@ -10,6 +10,7 @@ LaunchError, and a non-persistent kernel still dies with its manager.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -26,6 +28,7 @@ from kernelyard.discovery import KernelFinder, KernelSpecProvider
 from kernelyard.errors import InvalidState, LaunchError
 from kernelyard.manager import KernelManager, KernelState, MultiKernelManager
 from kernelyard.provisioning import AttachInfo, LaunchOptions
+from kernelyard.provisioning.process import process_start_time
 
 from ..helpers import make_spec_dir, running
 from .conftest import IPYKERNEL, KERNELYARD
@@ -77,6 +80,21 @@ def finder(tmp_path: Path) -> KernelFinder:
     return KernelFinder([KernelSpecProvider([kernels])], runtime_dir=tmp_path / "runtime")
 
 
+#: The kernels each test's crashed manager left running: killed at teardown whatever the
+#: test did (only these pids, and only while they are still the same processes).
+_LEFT: list[tuple[int, int | None]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_kernel_left() -> Iterator[None]:
+    yield
+    while _LEFT:
+        pid, started = _LEFT.pop()
+        if started is not None and process_start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _crashed_manager(tmp_path: Path, persist: bool, *names: str) -> dict[str, AttachInfo]:
     """Run MANAGER, read what it printed, SIGKILL it; the kernels' attach info."""
     argv = [sys.executable, "-c", MANAGER, str(tmp_path / "kernels"),
@@ -91,7 +109,10 @@ def _crashed_manager(tmp_path: Path, persist: bool, *names: str) -> dict[str, At
         manager.wait(timeout=10)
     assert line.startswith("ATTACH "), "the manager printed no attach info"
     found = json.loads(line.removeprefix("ATTACH "))
-    return {name: AttachInfo.from_dict(data) for name, data in found.items()}
+    attached = {name: AttachInfo.from_dict(data) for name, data in found.items()}
+    for attach in attached.values():
+        _LEFT.append((attach.location["pid"], attach.location.get("start_time")))
+    return attached
 
 
 def _alive(pid: int) -> bool:
