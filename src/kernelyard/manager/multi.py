@@ -170,13 +170,7 @@ class MultiKernelManager:
             extra_env={**self.options.extra_env, **(env or {})},
             progress=progress or self.options.progress,
         )
-        manager = KernelManager(
-            type_id,
-            finder=self.finder,
-            kernel_id=kernel_id,
-            options=options,
-            provisioner=self._provisioner,
-        )
+        manager = self._manager(type_id, kernel_id, options)
         return await self._hold(manager, manager.start)
 
     async def adopt_kernel(
@@ -204,14 +198,17 @@ class MultiKernelManager:
             extra_env={**self.options.extra_env, **(env or {})},
             persist=True,
         )
-        manager = KernelManager(
+        manager = self._manager(type_id, kernel_id, options)
+        return await self._hold(manager, partial(manager.adopt, attach))
+
+    def _manager(self, type_id: str, kernel_id: str, options: LaunchOptions) -> KernelManager:
+        return KernelManager(
             type_id,
             finder=self.finder,
             kernel_id=kernel_id,
             options=options,
             provisioner=self._provisioner,
         )
-        return await self._hold(manager, partial(manager.adopt, attach))
 
     async def _hold(self, manager: KernelManager, begin: Callable[[], Awaitable[None]]) -> str:
         """Claim the kernel's id, ``begin`` (start or adopt), then supervise it; the id

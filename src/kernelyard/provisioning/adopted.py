@@ -17,11 +17,10 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 from kernelyard.errors import LaunchError
-from kernelyard.provisioning.exits import ExitNotice
+from kernelyard.provisioning.exits import ExitNotice, ExitNoticed
 from kernelyard.provisioning.forked import UNKNOWN_EXIT_CODE
 from kernelyard.provisioning.process import process_start_time, signal_group
 from kernelyard.provisioning.provisioner import AttachInfo
@@ -75,7 +74,7 @@ def adopt_local(attach: AttachInfo, spec: LaunchSpec, *, provisioner: str) -> Ad
     )
 
 
-class AdoptedProcess:
+class AdoptedProcess(ExitNoticed):
     """A running local kernel we did not start; see the module docstring."""
 
     def __init__(
@@ -115,21 +114,8 @@ class AdoptedProcess:
         return self.launch_spec.interrupt_mode
 
     @property
-    def returncode(self) -> int | None:
-        return self._exit.returncode
-
-    @property
     def exit_description(self) -> str:
         return "exited (adopted: how is its parent's to know)"
-
-    def is_alive(self) -> bool:
-        return self.returncode is None
-
-    async def wait(self) -> int:
-        return await self._exit.wait()
-
-    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        return self._exit.on_exit(callback)
 
     def _gone(self) -> None:
         code = UNKNOWN_EXIT_CODE

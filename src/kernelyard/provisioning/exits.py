@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["ExitNotice"]
+__all__ = ["ExitNotice", "ExitNoticed"]
 
 
 class ExitNotice:
@@ -54,3 +54,25 @@ class ExitNotice:
                 self._callbacks.remove(callback)
 
         return remove
+
+
+class ExitNoticed:
+    """The ProvisionedKernel methods a handle with an ExitNotice (``self._exit``) gets
+    from it: ``returncode``, ``is_alive``, ``wait``, ``on_exit``.
+    """
+
+    _exit: ExitNotice
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.returncode
+
+    def is_alive(self) -> bool:
+        return self._exit.returncode is None
+
+    async def wait(self) -> int:
+        return await self._exit.wait()
+
+    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` in the loop when the kernel ends (soon, if it has)."""
+        return self._exit.on_exit(callback)

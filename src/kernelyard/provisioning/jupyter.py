@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from kernelyard.errors import KernelSpecError, LaunchError
-from kernelyard.provisioning.exits import ExitNotice
+from kernelyard.provisioning.exits import ExitNotice, ExitNoticed
 from kernelyard.provisioning.options import LaunchOptions
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.spec import InterruptMode, LaunchSpec, kernel_env
@@ -183,7 +183,7 @@ class JupyterProvisioner:
         )
 
 
-class JupyterKernel:
+class JupyterKernel(ExitNoticed):
     """A kernel a jupyter_client provisioner started, behind our ProvisionedKernel."""
 
     def __init__(
@@ -213,21 +213,8 @@ class JupyterKernel:
         return self._interrupt_mode
 
     @property
-    def returncode(self) -> int | None:
-        return self._exit.returncode
-
-    @property
     def exit_description(self) -> str:
         return f"exited with code {self.returncode} (jupyter_client provisioner {self._name})"
-
-    def is_alive(self) -> bool:
-        return self.returncode is None
-
-    async def wait(self) -> int:
-        return await self._exit.wait()
-
-    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        return self._exit.on_exit(callback)
 
     async def _watch(self) -> None:
         """Poll the provisioner until the kernel ended (its ``poll`` says a code)."""

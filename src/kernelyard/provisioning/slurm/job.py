@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
-from kernelyard.provisioning.exits import ExitNotice
+from kernelyard.provisioning.exits import ExitNotice, ExitNoticed
 from kernelyard.provisioning.provisioner import AttachInfo
 from kernelyard.provisioning.slurm.commands import JobState, SlurmCommands
 from kernelyard.provisioning.slurm.link import NodeLink, Report
@@ -143,7 +142,7 @@ class Allocation:
         task.add_done_callback(lambda _: self.watcher.poke())  # its end is due soon
 
 
-class SlurmKernel:
+class SlurmKernel(ExitNoticed):
     """One run of a kernel in allocation ``allocation``; see the module docstring."""
 
     def __init__(
@@ -186,10 +185,6 @@ class SlurmKernel:
         return self.launch_spec.interrupt_mode
 
     @property
-    def returncode(self) -> int | None:
-        return self._exit.returncode
-
-    @property
     def exit_latency(self) -> float:
         """See EXIT_LATENCY; the manager reads it (a local process has none)."""
         return LINKED_LATENCY if self.allocation.link.open else EXIT_LATENCY
@@ -206,9 +201,6 @@ class SlurmKernel:
             where += ": its supervisor on the node stopped answering"
         return f"exited with code {self.returncode} ({where})"
 
-    def is_alive(self) -> bool:
-        return self.returncode is None
-
     async def wait(self) -> int:
         """Wait for the kernel to end; its exit code (UNKNOWN_EXIT when nobody knows).
 
@@ -217,10 +209,6 @@ class SlurmKernel:
         if not self._exit.is_set:
             self.allocation.watcher.poke()
         return await self._exit.wait()
-
-    def on_exit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` in the loop when the kernel ends (soon, if it has)."""
-        return self._exit.on_exit(callback)
 
     def _ended(self, code: int, *, lost: bool = False) -> None:
         if self.returncode is None:
