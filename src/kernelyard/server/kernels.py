@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,9 +35,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from kernelyard._clock import utcnow
-from kernelyard.backend import KernelBackend, KernelModel, RemoteModels
+from kernelyard.backend import KernelBackend, RemoteModels
 from kernelyard.errors import (
-    InvalidState,
     KernelyardError,
     NoSuchKernel,
     NoSuchKernelSpec,
@@ -50,6 +48,7 @@ from kernelyard.server.bridge import KernelBridge
 from kernelyard.server.events import EventBus
 from kernelyard.server.models import format_time
 from kernelyard.server.policy import CloseCode, StartRequest, start_request
+from kernelyard.server.served import ServedKernel
 from kernelyard.server.settings import ServerSettings
 from kernelyard.server.status import status_for
 from kernelyard.wire import MessageFactory
@@ -60,98 +59,6 @@ log = logging.getLogger(__name__)
 
 #: Lifecycle states after which a served kernel is forgotten.
 _ENDED = frozenset({KernelState.SHUTTING_DOWN, KernelState.STOPPED})
-
-
-@dataclass(eq=False)
-class ServedKernel:
-    """One kernel as the server tracks it: starting (no bridge yet), failed to start
-    (``failure`` says why), or running with its bridge.
-    """
-
-    id: str
-    name: str
-    bridge: KernelBridge | None = None
-    cull_idle_timeout: float | None = None  # the kernelspec's override, if any
-    #: Connections the remote side counts besides ours (a gateway's other clients).
-    remote_connections: int = 0
-    #: What the start waits for, as the backend says (a cluster queue and its reason).
-    progress: str = ""
-    #: Why the start failed ("" while it starts or once it runs).
-    failure: str = ""
-    #: Connections accepted while it starts, waiting for it.
-    waiting: int = 0
-    #: Why its start is being cancelled (a DELETE, a cull, the server stopping).
-    stop_reason: str = ""
-    #: How sockets that wait for it are to close at once (the server stops: 1001, so
-    #: that clients come back); ``closed`` is set then.
-    closing: tuple[int, str] | None = None
-    closed: anyio.Event = field(default_factory=anyio.Event)
-    created: datetime = field(default_factory=utcnow)
-    #: Set once the start ended, either way (``bridge`` or ``failure`` tells which).
-    settled: anyio.Event = field(default_factory=anyio.Event)
-    #: Cancels the start (a DELETE before the kernel answered).
-    start_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-
-    @property
-    def connections(self) -> int:
-        held = self.bridge.connections if self.bridge is not None else self.waiting
-        return held + self.remote_connections
-
-    @property
-    def execution_state(self) -> str:
-        if self.bridge is not None:
-            return self.bridge.execution_state
-        return "dead" if self.failure else "starting"
-
-    @property
-    def last_activity(self) -> datetime:
-        return self.bridge.activity.last_activity if self.bridge is not None else self.created
-
-    def merge_remote(self, remote: KernelModel) -> None:
-        """Take in what the remote side knows: its later activity, its other clients
-        (``remote.connections`` counts those only: see RemoteModels.refresh).
-        """
-        if self.bridge is None:
-            return
-        activity = self.bridge.activity
-        if remote.last_activity is not None and remote.last_activity > activity.last_activity:
-            activity.last_activity = remote.last_activity
-        self.remote_connections = remote.connections
-
-    async def running(self) -> KernelBridge:
-        """The bridge, once the kernel answers; InvalidState if its start failed."""
-        await self.settled.wait()
-        return self.started()
-
-    def started(self) -> KernelBridge:
-        """The bridge; InvalidState while the kernel starts or once its start failed."""
-        if self.bridge is not None:
-            return self.bridge
-        if self.failure:
-            raise InvalidState(f"kernel {self.id} failed to start: {self.failure}")
-        raise InvalidState(
-            f"kernel {self.id} is starting{': ' + self.progress if self.progress else ''}"
-        )
-
-    def model(self) -> dict[str, Any]:
-        """The REST kernel model (state and reason come from the kernel's lifecycle)."""
-        bridge = self.bridge
-        model: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "last_activity": format_time(self.last_activity),
-            "execution_state": self.execution_state,
-            "connections": self.connections,
-        }
-        reason = bridge.reason if bridge is not None else self.failure or self.progress
-        if reason:
-            model["reason"] = reason
-        # Not in jupyter_server's model (clients ignore it); a backend's channels from
-        # before KernelChannels.encrypted existed do not say.
-        encrypted = getattr(bridge.channels, "encrypted", None) if bridge is not None else None
-        if encrypted is not None:
-            model["encrypted"] = encrypted
-        return model
 
 
 class ServedKernels:

@@ -41,7 +41,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kernelyard.errors import ChannelClosed, MalformedMessage
 from kernelyard.server.bridge import KernelBridge, Reader
-from kernelyard.server.kernels import ServedKernel
 from kernelyard.server.policy import (
     CloseCode,
     Refusal,
@@ -52,6 +51,7 @@ from kernelyard.server.policy import (
 )
 from kernelyard.server.ratelimit import EXEMPT_MESSAGE_TYPES, RatePacer
 from kernelyard.server.replay import LogEntry, merge_streams
+from kernelyard.server.served import ServedKernel
 from kernelyard.server.settings import ServerSettings
 from kernelyard.wire import (
     V1_SUBPROTOCOL,
