@@ -230,16 +230,16 @@ async def test_through_the_server_stdin_interrupt_restart_and_delete(
                     assert got.content["status"] == "ok"
                     assert "got typed" in "".join(m.content.get("text", "") for m in outputs)
                     # interrupt over REST, in the kernelspec's mode
-                    cell = ws.message("execute_request", {"code": "import time; time.sleep(60)"})
+                    code = "import time; print('started', flush=True); time.sleep(60)"
+                    cell = ws.message("execute_request", {"code": code})
                     await ws.send(cell)
-                    with anyio.fail_after(30):
+                    with anyio.fail_after(30):  # in the sleep: its handlers are set
                         while not (
-                            (got := await ws.receive()).msg_type == "status"
-                            and got.content["execution_state"] == "busy"
+                            (got := await ws.receive()).msg_type == "stream"
+                            and "started" in got.content["text"]
                             and got.parent_header.get("msg_id") == cell.msg_id
                         ):
                             pass
-                    await anyio.sleep(0.5)  # in the sleep, not before it
                     interrupted = await http.post(f"api/kernels/{kid}/interrupt")
                     assert interrupted.status_code == 204
                     with anyio.fail_after(30):

@@ -25,6 +25,8 @@ from kernelyard.provisioning.slurm.callback import Callback
 from kernelyard.provisioning.slurm.link import NodeLink, Report
 from kernelyard.wire import ConnectionInfo
 
+from ..helpers import running
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.timeout(90)]
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -114,13 +116,10 @@ async def test_the_supervisor_runs_signals_restarts_and_ends_its_kernel(tmp_path
         async with here.client() as client:
             assert (await client.execute("1 + 1", timeout=30)).content["status"] == "ok"
             # An interrupt over the link reaches the kernel's group, not the supervisor.
-            pending = asyncio.ensure_future(
-                client.execute("import time; print('in', flush=True); time.sleep(30)", timeout=30)
-            )
-            await anyio.sleep(1.0)
-            assert here.link.send("signal", signum=int(signal.SIGINT))
-            reply = await pending
-            assert reply.content["ename"] == "KeyboardInterrupt"
+            cell = "import time; print('started', flush=True); time.sleep(30)"
+            async with running(client, cell) as (_, replies):
+                assert here.link.send("signal", signum=int(signal.SIGINT))
+            assert replies[0].content["ename"] == "KeyboardInterrupt"
         # Nonsense is ignored: a signal that does not exist, a line signed with another key.
         assert here.link.send("signal", signum=999)
         here.link._writer.write(b'{"body": "{}", "signature": "forged"}\n')
